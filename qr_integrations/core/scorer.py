@@ -1,0 +1,464 @@
+"""QRScorer: score, rank and trim chunks with query-focused retrieval heads.
+
+The method (QRHead, arXiv 2506.09944), as steps of this module:
+
+1. prompt -> spans (:mod:`.prompt`);
+2. forward with capture (:mod:`.capture`): the prefix (template + chunks) runs once and fills a KV cache,
+   stopping after the deepest selected layer; the query span then runs over that cache and the attention
+   of its rows over the context is captured for the selected heads;
+3. calibrate: the null query (``"N/A"``) runs over the same cache (the query's entries are cropped off
+   first), and its attention is subtracted;
+4. aggregate: the selected heads' calibrated vectors are summed;
+5. per chunk: tokens below ``mean - 2 std`` of the chunk are dropped, the rest summed.
+
+Inputs longer than ``max_context_tokens`` are scored in windows of whole chunks, each with its own null
+calibration; a chunk longer than a window is cut into pieces and scored by its best piece.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .capture import CaptureState, EarlyExit, capturing
+from .chunking import split_text
+from .config import ScorerConfig
+from .heads import Head, HeadSet, HeadSpec, default_head_set_for
+from .models import LoadedModel, load_model
+from .prompt import SEPARATOR, Chunk, EncodedPrompt, chunk_block, normalize_chunk
+from .results import RankedChunk, RankedResults, TrimResult
+
+_WINDOW_MARGIN = 8  # tokens kept free in each window for tokenization effects at block boundaries
+
+
+@dataclass(frozen=True)
+class HeadScores:
+    """Per-head chunk scores of one query (what head detection ranks heads by).
+
+    Attributes:
+        heads: the ``(layer, head)`` of each row.
+        scores: ``(len(heads), num_chunks)`` calibrated, outlier-filtered chunk scores.
+        mass: ``(len(heads), num_chunks)`` calibrated attention mass per chunk without outlier filtering.
+    """
+
+    heads: tuple[Head, ...]
+    scores: torch.Tensor
+    mass: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Unit:
+    owner: int  # index of the input chunk
+    title: str | None
+    text: str
+    cost: int
+
+
+def _check_query(query: Any) -> str:
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a string, got {type(query).__name__}")
+    if not query.strip():
+        raise ValueError("query is empty; pass the question or search text to score chunks against")
+    return query
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+
+
+def chunk_scores(vectors: torch.Tensor, spans: Sequence[tuple[int, int]], outlier_std: float | None) -> torch.Tensor:
+    """Sum each chunk span of per-token scores after dropping low outliers.
+
+    Args:
+        vectors: ``(rows, tokens)`` calibrated attention, one row per head (or one summed row).
+        spans: ``(start, end)`` token ranges, end exclusive.
+        outlier_std: drop tokens below ``mean - outlier_std * std`` of the chunk (``None``: keep all).
+
+    Returns:
+        ``(rows, len(spans))`` float64 tensor.
+
+    Example:
+        >>> chunk_scores(torch.tensor([[1.0, 1.0, 1.0, -9.0, 2.0]]), [(0, 4), (4, 5)], 1.0).tolist()
+        [[3.0, 2.0]]
+    """
+    out = torch.zeros(vectors.shape[0], len(spans), dtype=torch.float64)
+    v = vectors.double().cpu()
+    for j, (s, e) in enumerate(spans):
+        x = v[:, s:e]
+        if outlier_std is not None and x.shape[1] >= 2:
+            thr = x.mean(dim=1, keepdim=True) - outlier_std * x.std(dim=1, keepdim=True)
+            x = torch.where(x > thr, x, torch.zeros_like(x))
+        out[:, j] = x.sum(dim=1)
+    return out
+
+
+class QRScorer:
+    """Zero-shot relevance scores from a decoder LLM's query-focused retrieval heads.
+
+    Args:
+        model: hub id, local folder or ``.gguf`` path; ``None`` for the embedded SmolLM2-135M-Instruct.
+        heads: the head set (see :class:`HeadSet`); ``None`` for the model's shipped default.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+        dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        config: a :class:`ScorerConfig` (or dict/path); explicit arguments override its fields.
+        **options: any other :class:`ScorerConfig` field (``null_query``, ``calibrate``,
+            ``max_context_tokens``, ``chunk_size``, ``outlier_std``, ``cache_dir``, ``show_progress``).
+
+    The model is loaded lazily on first use and shared with every other scorer of the same model,
+    device and dtype.
+
+    Example:
+        >>> from qr_integrations import QRScorer
+        >>> scorer = QRScorer()  # embedded SmolLM2-135M-Instruct on the CPU
+        >>> chunks = ["The Eiffel Tower is in Paris.", "Bananas are rich in potassium."]
+        >>> scores = scorer.score("Which fruit has potassium?", chunks)
+        >>> scores[1] > scores[0]
+        True
+        >>> scorer.rank("Which fruit has potassium?", chunks).indices
+        [1, 0]
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        heads: HeadSpec = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        config: ScorerConfig | dict[str, Any] | str | None = None,
+        **options: Any,
+    ) -> None:
+        base = ScorerConfig.load(config) if config is not None else ScorerConfig()
+        changes: dict[str, Any] = dict(options)
+        if model is not None:
+            changes["model"] = os.fspath(model)
+        if heads is not None:
+            changes["heads"] = heads if not isinstance(heads, HeadSet) else heads.to_string()
+            self._explicit_heads: HeadSet | None = HeadSet.parse(heads)
+        else:
+            self._explicit_heads = None
+        if device != "auto":
+            changes["device"] = str(device)
+        if dtype != "auto":
+            changes["dtype"] = str(dtype)
+        try:
+            self.config = base.replace(**changes) if changes else base
+        except TypeError as exc:
+            raise TypeError(f"{exc}; valid options are the ScorerConfig fields") from exc
+        self._loaded: LoadedModel | None = None
+        self._heads: HeadSet | None = None
+
+    @classmethod
+    def from_config(cls, config: ScorerConfig | dict[str, Any] | str | os.PathLike[str]) -> QRScorer:
+        """Build a scorer from a :class:`ScorerConfig`, a dict, YAML/JSON text or a config file path.
+
+        Example:
+            >>> scorer = QRScorer.from_config({"heads": "all", "max_context_tokens": 2048})
+        """
+        return cls(config=ScorerConfig.load(config))
+
+    # ------------------------------------------------------------------ model & heads
+    @property
+    def loaded(self) -> LoadedModel:
+        """The shared loaded model (loads it on first access)."""
+        if self._loaded is None:
+            cfg = self.config
+            self._loaded = load_model(cfg.model, cfg.device, cfg.dtype, cfg.cache_dir)
+        return self._loaded
+
+    @property
+    def head_set(self) -> HeadSet:
+        """The head set in use (the model's default when none was given)."""
+        if self._heads is None:
+            explicit = self._explicit_heads if self._explicit_heads is not None else self.config.head_set()
+            hs = explicit if explicit is not None else default_head_set_for(self.loaded.name)
+            hs.resolve(self.loaded.num_layers, self.loaded.num_heads)  # fail early on a bad set
+            self._heads = hs
+        return self._heads
+
+    def _head_plan(self, heads: HeadSet | None = None) -> tuple[tuple[Head, ...], dict[int, torch.Tensor], int]:
+        lm = self.loaded
+        resolved = (heads or self.head_set).resolve(lm.num_layers, lm.num_heads)
+        by_layer: dict[int, list[int]] = {}
+        for layer, head in resolved:
+            by_layer.setdefault(layer, []).append(head)
+        order: list[Head] = []
+        tensors: dict[int, torch.Tensor] = {}
+        for layer in sorted(by_layer):
+            tensors[layer] = torch.tensor(by_layer[layer], dtype=torch.long, device=lm.device)
+            order.extend((layer, h) for h in by_layer[layer])
+        return tuple(order), tensors, max(by_layer)
+
+    @property
+    def window_tokens(self) -> int:
+        """The most tokens in one forward pass."""
+        cap = self.config.max_context_tokens
+        return min(cap, self.loaded.max_positions) if cap else self.loaded.max_positions
+
+    def count_tokens(self, text: str) -> int:
+        """Token count of ``text`` as plain user text under the model's tokenizer.
+
+        Example:
+            >>> QRScorer().count_tokens("hello world") > 0
+            True
+        """
+        return self.loaded.builder.plain_token_count(text)
+
+    # ------------------------------------------------------------------ forward
+    def _run(self, ids: list[int], cache: Any) -> None:
+        lm = self.loaded
+        tensor = torch.tensor([ids], dtype=torch.long, device=lm.device)
+        try:
+            lm.model(input_ids=tensor, use_cache=True, **{lm.cache_kwarg: cache})
+        except EarlyExit:
+            pass
+
+    def _window_vectors(self, query: str, units: Sequence[_Unit], plan: Any) -> tuple[torch.Tensor, EncodedPrompt]:
+        """Calibrated per-head attention over one window's prefix: ``(heads, prefix_tokens)``."""
+        from transformers import DynamicCache
+
+        lm = self.loaded
+        _, tensors, deepest = plan
+        enc = lm.builder.encode(query, [(u.title, u.text) for u in units], null_query=self.config.null_query)
+        prefix_len = len(enc.prefix_ids)
+        state = CaptureState(heads_by_layer=tensors, context_len=prefix_len, stop_after_layer=deepest, capture=False)
+        with lm.lock, torch.inference_mode(), capturing(state):
+            cache = DynamicCache(config=lm.model.config)
+            self._run(enc.prefix_ids, cache)
+            state.capture = True
+            self._run(enc.query_ids, cache)
+            query_att = torch.cat([state.out[layer] for layer in sorted(tensors)], dim=0)
+            if self.config.calibrate:
+                cache.crop(-len(enc.query_ids))
+                state.out = {}
+                self._run(enc.null_ids, cache)
+                null_att = torch.cat([state.out[layer] for layer in sorted(tensors)], dim=0)
+                query_att = query_att - null_att
+            del cache
+        return query_att, enc
+
+    # ------------------------------------------------------------------ windows
+    def _units(self, query: str, chunks: Sequence[tuple[str | None, str]]) -> tuple[list[_Unit], int]:
+        lm = self.loaded
+        builder = lm.builder
+        overhead = builder.overhead_tokens(query, self.config.null_query)
+        capacity = self.window_tokens - overhead - _WINDOW_MARGIN
+        if capacity < 32:
+            raise ValueError(
+                f"the query needs {overhead} prompt tokens, leaving no room for chunks in a {self.window_tokens}-token "
+                "window; shorten the query or raise max_context_tokens"
+            )
+        units: list[_Unit] = []
+        for i, (title, text) in enumerate(chunks):
+            cost = builder.plain_token_count(SEPARATOR + chunk_block(len(chunks), title, text)) + 1
+            if cost <= capacity:
+                units.append(_Unit(i, title, text, cost))
+                continue
+            # a chunk longer than a window: cut it into pieces of whole tokens, each a unit of its own
+            enc = builder.plain_encode(text)
+            offsets = enc["offset_mapping"]
+            title_cost = builder.plain_token_count(SEPARATOR + chunk_block(len(chunks), title, "")) + 2
+            step = max(16, (capacity - title_cost) // 2)
+            for start in range(0, len(offsets), step):
+                piece_offsets = offsets[start : start + step]
+                piece = text[piece_offsets[0][0] : piece_offsets[-1][1]]
+                units.append(_Unit(i, title, piece, title_cost + len(piece_offsets)))
+        return units, capacity
+
+    @staticmethod
+    def _pack(units: list[_Unit], capacity: int) -> list[list[_Unit]]:
+        windows: list[list[_Unit]] = []
+        current: list[_Unit] = []
+        used = 0
+        for u in units:
+            if current and used + u.cost > capacity:
+                windows.append(current)
+                current, used = [], 0
+            current.append(u)
+            used += u.cost
+        if current:
+            windows.append(current)
+        return windows
+
+    def _score_units(
+        self, query: str, chunks: Sequence[tuple[str | None, str]], per_head: bool, heads: HeadSet | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[Head, ...]]:
+        """Return ``(summed scores (n_chunks,), per-head scores (n_heads, n_chunks) | None, head order)``."""
+        plan = self._head_plan(heads)
+        order = plan[0]
+        units, capacity = self._units(query, chunks)
+        windows = self._pack(units, capacity)
+        n = len(chunks)
+        total = torch.full((n,), -math.inf, dtype=torch.float64)
+        head_mat = torch.full((len(order), n), -math.inf, dtype=torch.float64) if per_head else None
+        mass_mat = torch.full((len(order), n), -math.inf, dtype=torch.float64) if per_head else None
+        progress = None
+        if self.config.show_progress and len(windows) > 1:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=len(windows), desc="scoring windows", unit="window")
+        limit = self.window_tokens
+        queue = list(windows)
+        while queue:
+            window = queue.pop(0)
+            vectors, enc = self._window_vectors(query, window, plan)
+            if enc.num_tokens > limit and len(window) > 1:  # tokenization at boundaries overshot: split
+                half = len(window) // 2
+                queue[:0] = [window[:half], window[half:]]
+                continue
+            summed = chunk_scores(vectors.sum(dim=0, keepdim=True), enc.chunk_spans, self.config.outlier_std)[0]
+            heads_s = chunk_scores(vectors, enc.chunk_spans, self.config.outlier_std) if per_head else None
+            mass = chunk_scores(vectors, enc.chunk_spans, None) if per_head else None
+            for j, unit in enumerate(window):
+                total[unit.owner] = max(total[unit.owner].item(), summed[j].item())
+                if head_mat is not None and heads_s is not None and mass_mat is not None and mass is not None:
+                    head_mat[:, unit.owner] = torch.maximum(head_mat[:, unit.owner], heads_s[:, j])
+                    mass_mat[:, unit.owner] = torch.maximum(mass_mat[:, unit.owner], mass[:, j])
+            if progress is not None:
+                progress.update(1)
+        if progress is not None:
+            progress.close()
+        if per_head:
+            return total, torch.stack([head_mat, mass_mat]) if head_mat is not None else None, order  # type: ignore[list-item]
+        return total, None, order
+
+    # ------------------------------------------------------------------ public API
+    def score(self, query: str, chunks: Sequence[Chunk]) -> list[float]:
+        """One relevance score per chunk, aligned with the input (higher is more relevant).
+
+        Args:
+            query: the question or search text.
+            chunks: strings, ``(title, text)`` pairs, or mappings with ``"text"`` (and ``"title"``).
+
+        Returns:
+            Plain Python floats; ``[]`` for no chunks.
+
+        Raises:
+            ValueError: the query is empty.
+            TypeError: the query is not a string, or a chunk has an unsupported type (its index is named).
+
+        Example:
+            >>> QRScorer().score("capital of France?", ["Paris is the capital of France.", "Cats purr."])  # doctest: +SKIP
+            [0.41..., 0.02...]
+        """
+        query = _check_query(query)
+        norm = self._normalize(chunks)
+        if not norm:
+            return []
+        total, _, _ = self._score_units(query, norm, per_head=False)
+        return [float(x) for x in total.tolist()]
+
+    def head_scores(self, query: str, chunks: Sequence[Chunk], heads: HeadSpec = "all") -> HeadScores:
+        """Per-head chunk scores (every head by default): the raw material of head detection.
+
+        Example:
+            >>> hs = QRScorer().head_scores("capital of France?", ["Paris is the capital.", "Cats purr."])  # doctest: +SKIP
+            >>> hs.scores.shape  # doctest: +SKIP
+            torch.Size([270, 2])
+        """
+        query = _check_query(query)
+        norm = self._normalize(chunks)
+        hs = HeadSet.parse(heads)
+        if not norm:
+            order = self._head_plan(hs)[0]
+            empty = torch.zeros(len(order), 0, dtype=torch.float64)
+            return HeadScores(order, empty, empty)
+        _, mats, order = self._score_units(query, norm, per_head=True, heads=hs)
+        assert mats is not None
+        return HeadScores(order, mats[0], mats[1])
+
+    def rank(self, query: str, chunks: Sequence[Chunk], top_n: int | None = None) -> RankedResults:
+        """Chunks best first (ties keep input order), optionally only the best ``top_n``.
+
+        Example:
+            >>> r = QRScorer().rank("Which fruit has potassium?", ["Paris.", "Bananas have potassium."])  # doctest: +SKIP
+            >>> r[0].index, r[0].rank  # doctest: +SKIP
+            (1, 1)
+        """
+        _check_positive("top_n", top_n)
+        norm = self._normalize(chunks)
+        scores = self.score(query, chunks)
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        if top_n is not None:
+            order = order[:top_n]
+        items = tuple(
+            RankedChunk(index=i, score=scores[i], rank=r + 1, text=norm[i][1], title=norm[i][0])
+            for r, i in enumerate(order)
+        )
+        return RankedResults(query=query, items=items)
+
+    def trim(
+        self,
+        query: str,
+        text_or_chunks: str | Sequence[Chunk],
+        max_tokens: int | None = None,
+        top_n: int | None = None,
+        keep_order: bool = True,
+    ) -> TrimResult:
+        """Keep the chunks that matter for ``query``, within a token budget and/or a count.
+
+        A string is split into chunks (paragraphs, then sentences, up to ``chunk_size`` tokens); a list is
+        taken as the chunks. Chunks are taken best first; one that would overflow ``max_tokens`` is skipped
+        and smaller ones after it may still fit. ``keep_order`` returns the kept chunks in input order.
+
+        Example:
+            >>> doc = "Bananas are rich in potassium.\\n\\nParis is in France.\\n\\nThe sky is blue."
+            >>> QRScorer().trim("Which fruit has potassium?", doc, top_n=1).text  # doctest: +SKIP
+            'Bananas are rich in potassium.'
+        """
+        _check_positive("max_tokens", max_tokens)
+        _check_positive("top_n", top_n)
+        query = _check_query(query)
+        if isinstance(text_or_chunks, str):
+            chunks: list[Chunk] = list(split_text(text_or_chunks, self.config.chunk_size, self.count_tokens))
+        else:
+            chunks = list(text_or_chunks)
+        norm = self._normalize(chunks)
+        texts = [(f"{t}\n{x}" if t else x) for t, x in norm]
+        scores = self.score(query, chunks) if norm else []
+        counts = [self.count_tokens(t) for t in texts]
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        kept: list[int] = []
+        used = 0
+        for i in order:
+            if top_n is not None and len(kept) >= top_n:
+                break
+            if max_tokens is not None and used + counts[i] > max_tokens:
+                continue
+            kept.append(i)
+            used += counts[i]
+        if keep_order:
+            kept.sort()
+        return TrimResult(
+            query=query,
+            chunks=tuple(texts[i] for i in kept),
+            indices=tuple(kept),
+            scores=tuple(scores[i] for i in kept),
+            token_counts=tuple(counts[i] for i in kept),
+            text="\n\n".join(texts[i] for i in kept),
+            num_input_chunks=len(norm),
+            input_tokens=sum(counts),
+            all_scores=tuple(scores),
+            input_chunks=tuple(texts),
+        )
+
+    @staticmethod
+    def _normalize(chunks: Sequence[Chunk]) -> list[tuple[str | None, str]]:
+        if isinstance(chunks, (str, bytes)) or not isinstance(chunks, Sequence):
+            if isinstance(chunks, str):
+                raise TypeError("chunks must be a list of chunks, not one string; use trim() to split a long text")
+            try:
+                chunks = list(chunks)  # type: ignore[arg-type]
+            except TypeError as exc:
+                raise TypeError(f"chunks must be a list, got {type(chunks).__name__}") from exc
+        return [normalize_chunk(c, i) for i, c in enumerate(chunks)]
+
+    def __repr__(self) -> str:
+        cfg = self.config
+        return f"QRScorer(model={cfg.model or 'embedded'!r}, heads={cfg.heads or 'default'!r}, device={cfg.device!r})"

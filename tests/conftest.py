@@ -1,0 +1,74 @@
+"""Shared fixtures: the real embedded model, loaded once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from qr_integrations import QRScorer
+
+# Hand-written questions: (query, chunks, index of the gold chunk).
+QUESTIONS: list[tuple[str, list[str], int]] = [
+    (
+        "Which fruit is rich in potassium?",
+        [
+            "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France.",
+            "Bananas are an excellent source of potassium and vitamin B6.",
+            "The Great Wall of China stretches thousands of kilometres across northern China.",
+            "Python is a programming language created by Guido van Rossum and released in 1991.",
+        ],
+        1,
+    ),
+    (
+        "Who created the Python programming language?",
+        [
+            "Mount Everest is the highest mountain above sea level, on the border of Nepal and China.",
+            "The Amazon rainforest covers much of the Amazon basin of South America.",
+            "Python is a programming language created by Guido van Rossum and released in 1991.",
+            "Honey bees communicate the location of flowers with a waggle dance.",
+        ],
+        2,
+    ),
+    (
+        "Where is the Eiffel Tower?",
+        [
+            "Photosynthesis converts light energy into chemical energy stored in glucose.",
+            "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France.",
+            "The violin is a string instrument played with a bow.",
+            "Saturn is the sixth planet from the Sun and has a prominent ring system.",
+        ],
+        1,
+    ),
+    (
+        "What is the highest mountain on Earth?",
+        [
+            "Bananas are an excellent source of potassium and vitamin B6.",
+            "The violin is a string instrument played with a bow.",
+            "Honey bees communicate the location of flowers with a waggle dance.",
+            "Mount Everest is the highest mountain above sea level, on the border of Nepal and China.",
+        ],
+        3,
+    ),
+    (
+        "How do bees tell each other where flowers are?",
+        [
+            "Saturn is the sixth planet from the Sun and has a prominent ring system.",
+            "Honey bees communicate the location of flowers with a waggle dance.",
+            "The Great Wall of China stretches thousands of kilometres across northern China.",
+            "Photosynthesis converts light energy into chemical energy stored in glucose.",
+        ],
+        1,
+    ),
+]
+
+
+@pytest.fixture(scope="session")
+def scorer() -> QRScorer:
+    """The embedded model with all heads (the default until detected heads ship)."""
+    s = QRScorer(device="cpu")
+    _ = s.loaded
+    return s
+
+
+@pytest.fixture(scope="session")
+def questions() -> list[tuple[str, list[str], int]]:
+    return QUESTIONS

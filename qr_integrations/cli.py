@@ -20,7 +20,7 @@ from typing import Any
 EXIT_BAD_INPUT = 2
 
 
-class BadInput(Exception):
+class BadInputError(Exception):
     """Input the user can fix; reported as one line with exit status 2."""
 
 
@@ -29,11 +29,11 @@ def _read_text(path: str) -> str:
         return sys.stdin.read()
     p = Path(path)
     if not p.is_file():
-        raise BadInput(f"file {path!r} does not exist")
+        raise BadInputError(f"file {path!r} does not exist")
     try:
         return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise BadInput(f"file {path!r} is not UTF-8 text: {exc}") from exc
+        raise BadInputError(f"file {path!r} is not UTF-8 text: {exc}") from exc
 
 
 def read_chunks(path: str) -> list[Any]:
@@ -48,11 +48,11 @@ def read_chunks(path: str) -> list[Any]:
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise BadInput(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+                raise BadInputError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
             if isinstance(item, str) or (isinstance(item, dict) and isinstance(item.get("text"), str)):
                 chunks.append(item)
             else:
-                raise BadInput(f'{path}:{n}: expected a JSON string or an object with a "text" string')
+                raise BadInputError(f'{path}:{n}: expected a JSON string or an object with a "text" string')
         return chunks
     return [p.strip() for p in body.split("\n\n") if p.strip()]
 
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (BadInput, ValueError, TypeError, ConfigError, HeadSetError, ModelLoadError) as exc:
+    except (BadInputError, ValueError, TypeError, ConfigError, HeadSetError, ModelLoadError) as exc:
         print(f"qr-integrations {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -184,3 +184,13 @@ def test_special_tokens_in_chunks_are_plain_text(scorer: QRScorer) -> None:
     clean = lm.builder.encode("Which fruit has potassium?", [(None, "x"), (None, "Bananas have potassium.")])
     assert enc.query_ids == clean.query_ids
     assert len(scorer.score("Which fruit has potassium?", [evil, "Bananas have potassium."])) == 2
+
+
+def test_score_head_sets_matches_separate_scorers(scorer: QRScorer, questions) -> None:
+    q, c, _ = questions[0]
+    sets = ["all", "3-1,12-4", "20-0,5-5,12-4"]
+    together = scorer.score_head_sets(q, c, sets)
+    for spec, got in zip(sets, together):
+        alone = QRScorer(device="cpu", heads=spec).score(q, c)
+        tol = 1e-5 * max(abs(x) for x in alone)
+        assert got == pytest.approx(alone, abs=tol)

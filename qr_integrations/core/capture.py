@@ -160,4 +160,4 @@ def install_early_exit(layers: torch.nn.ModuleList) -> None:
                 raise EarlyExit
 
         layer.register_forward_hook(hook)
-        layer._qr_early_exit_installed = True
+        setattr(layer, "_qr_early_exit_installed", True)  # noqa: B010

@@ -27,9 +27,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
-Chunk = Union[str, tuple[str, str], Sequence[str], Mapping[str, Any]]
+Chunk = str | tuple[str, str] | Sequence[str] | Mapping[str, Any]
 
 INTRO = "Here are some paragraphs:"
 INSTRUCTION = "Please find information that are relevant to the following query in the paragraphs above."

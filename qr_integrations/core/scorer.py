@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -286,18 +286,13 @@ class QRScorer:
             windows.append(current)
         return windows
 
-    def _score_units(
-        self, query: str, chunks: Sequence[tuple[str | None, str]], per_head: bool, heads: HeadSet | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[Head, ...]]:
-        """Return ``(summed scores (n_chunks,), per-head scores (n_heads, n_chunks) | None, head order)``."""
+    def _windows(
+        self, query: str, chunks: Sequence[tuple[str | None, str]], heads: HeadSet | None = None
+    ) -> Iterator[tuple[list[_Unit], torch.Tensor, EncodedPrompt]]:
+        """Yield ``(units, calibrated per-head vectors, encoded prompt)`` for each window of the input."""
         plan = self._head_plan(heads)
-        order = plan[0]
         units, capacity = self._units(query, chunks)
         windows = self._pack(units, capacity)
-        n = len(chunks)
-        total = torch.full((n,), -math.inf, dtype=torch.float64)
-        head_mat = torch.full((len(order), n), -math.inf, dtype=torch.float64) if per_head else None
-        mass_mat = torch.full((len(order), n), -math.inf, dtype=torch.float64) if per_head else None
         progress = None
         if self.config.show_progress and len(windows) > 1:
             from tqdm.auto import tqdm
@@ -305,28 +300,46 @@ class QRScorer:
             progress = tqdm(total=len(windows), desc="scoring windows", unit="window")
         limit = self.window_tokens
         queue = list(windows)
-        while queue:
-            window = queue.pop(0)
-            vectors, enc = self._window_vectors(query, window, plan)
-            if enc.num_tokens > limit and len(window) > 1:  # tokenization at boundaries overshot: split
-                half = len(window) // 2
-                queue[:0] = [window[:half], window[half:]]
-                continue
-            summed = chunk_scores(vectors.sum(dim=0, keepdim=True), enc.chunk_spans, self.config.outlier_std)[0]
-            heads_s = chunk_scores(vectors, enc.chunk_spans, self.config.outlier_std) if per_head else None
-            mass = chunk_scores(vectors, enc.chunk_spans, None) if per_head else None
-            for j, unit in enumerate(window):
-                total[unit.owner] = max(total[unit.owner].item(), summed[j].item())
-                if head_mat is not None and heads_s is not None and mass_mat is not None and mass is not None:
-                    head_mat[:, unit.owner] = torch.maximum(head_mat[:, unit.owner], heads_s[:, j])
-                    mass_mat[:, unit.owner] = torch.maximum(mass_mat[:, unit.owner], mass[:, j])
+        try:
+            while queue:
+                window = queue.pop(0)
+                vectors, enc = self._window_vectors(query, window, plan)
+                if enc.num_tokens > limit and len(window) > 1:  # boundary tokenization overshot: split
+                    half = len(window) // 2
+                    queue[:0] = [window[:half], window[half:]]
+                    continue
+                yield window, vectors, enc
+                if progress is not None:
+                    progress.update(1)
+        finally:
             if progress is not None:
-                progress.update(1)
-        if progress is not None:
-            progress.close()
-        if per_head:
-            return total, torch.stack([head_mat, mass_mat]) if head_mat is not None else None, order  # type: ignore[list-item]
-        return total, None, order
+                progress.close()
+
+    def _combine(
+        self,
+        query: str,
+        chunks: Sequence[tuple[str | None, str]],
+        heads: HeadSet | None,
+        rows: Sequence[Sequence[int]] | None,
+        outlier_stds: Sequence[float | None],
+    ) -> list[torch.Tensor]:
+        """Chunk scores ``(len(rows), n_chunks)``, one matrix per outlier setting, from one pass.
+
+        Each row sums the listed heads before outlier filtering; ``rows=None`` scores every head on its
+        own. Pieces of a split chunk are folded with ``max``.
+        """
+        outs = [torch.full((0, 0), 0.0)] * len(outlier_stds)
+        first = True
+        for window, vectors, enc in self._windows(query, chunks, heads):
+            summed = vectors if rows is None else torch.stack([vectors[list(r)].sum(dim=0) for r in rows])
+            for k, std in enumerate(outlier_stds):
+                scores = chunk_scores(summed, enc.chunk_spans, std)
+                if first:
+                    outs[k] = torch.full((scores.shape[0], len(chunks)), -math.inf, dtype=torch.float64)
+                for j, unit in enumerate(window):
+                    outs[k][:, unit.owner] = torch.maximum(outs[k][:, unit.owner], scores[:, j])
+            first = False
+        return outs
 
     # ------------------------------------------------------------------ public API
     def score(self, query: str, chunks: Sequence[Chunk]) -> list[float]:
@@ -351,8 +364,31 @@ class QRScorer:
         norm = self._normalize(chunks)
         if not norm:
             return []
-        total, _, _ = self._score_units(query, norm, per_head=False)
+        n_heads = len(self._head_plan()[0])
+        total = self._combine(query, norm, None, [range(n_heads)], [self.config.outlier_std])[0][0]
         return [float(x) for x in total.tolist()]
+
+    def score_head_sets(self, query: str, chunks: Sequence[Chunk], head_sets: Sequence[HeadSpec]) -> list[list[float]]:
+        """Scores under several head sets from one forward pass over the union of their heads.
+
+        Each set is aggregated exactly as :meth:`score` would with ``heads=<that set>``: cheap comparisons
+        of head sets (detected vs all vs random) on the same inputs.
+
+        Example:
+            >>> all_s, two = QRScorer().score_head_sets("q?", ["a", "b"], ["all", "3-1,12-4"])  # doctest: +SKIP
+        """
+        query = _check_query(query)
+        norm = self._normalize(chunks)
+        lm = self.loaded
+        resolved = [HeadSet.parse(h).resolve(lm.num_layers, lm.num_heads) for h in head_sets]
+        if not norm:
+            return [[] for _ in resolved]
+        union = HeadSet(heads=tuple(sorted(set().union(*map(set, resolved)))))
+        order = self._head_plan(union)[0]
+        position = {h: i for i, h in enumerate(order)}
+        rows = [[position[h] for h in r] for r in resolved]
+        mat = self._combine(query, norm, union, rows, [self.config.outlier_std])[0]
+        return [[float(x) for x in row] for row in mat.tolist()]
 
     def head_scores(self, query: str, chunks: Sequence[Chunk], heads: HeadSpec = "all") -> HeadScores:
         """Per-head chunk scores (every head by default): the raw material of head detection.
@@ -369,9 +405,9 @@ class QRScorer:
             order = self._head_plan(hs)[0]
             empty = torch.zeros(len(order), 0, dtype=torch.float64)
             return HeadScores(order, empty, empty)
-        _, mats, order = self._score_units(query, norm, per_head=True, heads=hs)
-        assert mats is not None
-        return HeadScores(order, mats[0], mats[1])
+        order = self._head_plan(hs)[0]
+        filtered, mass = self._combine(query, norm, hs, None, [self.config.outlier_std, None])
+        return HeadScores(order, filtered, mass)
 
     def rank(self, query: str, chunks: Sequence[Chunk], top_n: int | None = None) -> RankedResults:
         """Chunks best first (ties keep input order), optionally only the best ``top_n``.

@@ -1,0 +1,111 @@
+"""LangChain document compressor: re-rank or trim retrieved documents with QRHead scores.
+
+Example:
+    >>> from langchain_core.documents import Document
+    >>> from qr_integrations.langchain import QRHeadDocumentCompressor
+    >>> docs = [Document(page_content=t) for t in ["Paris is in France.", "Bananas are rich in potassium."]]
+    >>> best = QRHeadDocumentCompressor(top_n=1).compress_documents(docs, "Which fruit has potassium?")
+    >>> best[0].page_content
+    'Bananas are rich in potassium.'
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+try:
+    from langchain_core.callbacks import Callbacks
+    from langchain_core.documents import BaseDocumentCompressor, Document
+    from langchain_core.runnables import RunnableConfig, RunnableSerializable
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'QRHeadDocumentCompressor needs langchain-core: pip install "qr-integrations[langchain]"'
+    ) from exc
+
+from ._adapter import QRHeadSettings
+
+__all__ = ["QRHeadDocumentCompressor"]
+
+
+class QRHeadDocumentCompressor(
+    QRHeadSettings, BaseDocumentCompressor, RunnableSerializable[Mapping[str, Any], list[Document]]
+):
+    """Re-rank retrieved documents by QRHead relevance and keep the best, by count, score and token budget.
+
+    One decoder LLM reads the query and all documents in one prompt; the attention of its query-focused
+    retrieval heads scores each document. Returns new :class:`Document` objects (the inputs are not
+    touched) with ``metadata["relevance_score"]`` set to a float and all other metadata kept. The model
+    is loaded lazily on first use and shared with every scorer or adapter of the same ``model``,
+    ``device`` and ``dtype``.
+
+    It is a document compressor (``ContextualCompressionRetriever``, ``DocumentCompressorPipeline``) and
+    also a Runnable taking ``{"query": str, "documents": [Document, ...]}``, for LCEL chains.
+
+    Example:
+        >>> from langchain_core.documents import Document
+        >>> docs = [Document(page_content=t, metadata={"source": i})
+        ...         for i, t in enumerate(["Paris is in France.", "Bananas are rich in potassium.", "Cats purr."])]
+        >>> kept = QRHeadDocumentCompressor(top_n=2).compress_documents(docs, "Which fruit has potassium?")
+        >>> kept[0].metadata["source"], type(kept[0].metadata["relevance_score"])
+        (1, <class 'float'>)
+
+    Fields: ``model``, ``heads``, ``device``, ``dtype``, ``scorer_options`` (the scorer), and ``top_n``,
+    ``score_threshold``, ``max_tokens``, ``keep_order`` (the selection), as in
+    :class:`~qr_integrations.llama_index.QRHeadNodePostprocessor`.
+    """
+
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        """Score ``documents`` against ``query`` and return the kept ones as new documents.
+
+        Example:
+            >>> QRHeadDocumentCompressor().compress_documents([], "anything")
+            []
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError(f"QRHeadDocumentCompressor needs a non-empty query string, got {query!r}")
+        docs = list(documents)
+        if not docs:
+            return []
+        picked = self.select(query, [d.page_content for d in docs])
+        return [
+            docs[i].model_copy(update={"metadata": {**docs[i].metadata, "relevance_score": score}})
+            for i, score in picked
+        ]
+
+    async def acompress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        """Async :meth:`compress_documents`: the scorer runs in a worker thread, off the event loop."""
+        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
+
+    # ------------------------------------------------------------------ Runnable
+    @staticmethod
+    def _unpack(value: Mapping[str, Any]) -> tuple[list[Document], str]:
+        if not isinstance(value, Mapping) or "query" not in value or "documents" not in value:
+            raise TypeError(
+                "as a Runnable, QRHeadDocumentCompressor takes {'query': str, 'documents': [Document, ...]}, "
+                f"got {type(value).__name__}; e.g. {{'documents': retriever, 'query': RunnablePassthrough()}} | compressor"
+            )
+        return list(value["documents"]), value["query"]
+
+    def invoke(
+        self, input: Mapping[str, Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """Compress ``input["documents"]`` for ``input["query"]`` (an LCEL step)."""
+        return self._call_with_config(
+            lambda value: list(self.compress_documents(*self._unpack(value))), input, config, run_type="retriever"
+        )
+
+    async def ainvoke(
+        self, input: Mapping[str, Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[Document]:
+        """Async :meth:`invoke`."""
+
+        async def run(value: Mapping[str, Any]) -> list[Document]:
+            return list(await self.acompress_documents(*self._unpack(value)))
+
+        return await self._acall_with_config(run, input, config, run_type="retriever")

@@ -1,0 +1,128 @@
+"""LlamaIndex node postprocessor: re-rank or trim retrieved nodes with QRHead scores.
+
+Example:
+    >>> from llama_index.core.schema import NodeWithScore, TextNode
+    >>> from qr_integrations.llama_index import QRHeadNodePostprocessor
+    >>> nodes = [NodeWithScore(node=TextNode(text=t), score=0.5)
+    ...          for t in ["Paris is in France.", "Bananas are rich in potassium."]]
+    >>> best = QRHeadNodePostprocessor(top_n=1).postprocess_nodes(nodes, query_str="Which fruit has potassium?")
+    >>> best[0].node.get_content()
+    'Bananas are rich in potassium.'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+try:
+    from llama_index.core.bridge.pydantic import Field
+    from llama_index.core.callbacks import CBEventType, EventPayload
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+    from llama_index.core.postprocessor.types import BaseNodePostprocessor
+    from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'QRHeadNodePostprocessor needs llama-index-core: pip install "qr-integrations[llama-index]"'
+    ) from exc
+
+from ._adapter import QRHeadSettings
+
+__all__ = ["QRHeadNodePostprocessor"]
+
+dispatcher = get_dispatcher(__name__)
+
+# Node text is read and node metadata written under one lock, so concurrent calls that share nodes
+# never read a metadata dict while another call adds "retrieval_score" to it.
+_NODE_LOCK = threading.Lock()
+
+
+class QRHeadNodePostprocessor(QRHeadSettings, BaseNodePostprocessor):
+    """Re-rank retrieved nodes by QRHead relevance and keep the best, by count, score and token budget.
+
+    One decoder LLM reads the query and all nodes in one prompt; the attention of its query-focused
+    retrieval heads scores each node. The model is loaded lazily on first use and shared with every
+    other scorer or adapter of the same ``model``, ``device`` and ``dtype``.
+
+    Example:
+        >>> from llama_index.core.schema import NodeWithScore, TextNode
+        >>> nodes = [NodeWithScore(node=TextNode(text=t), score=0.5)
+        ...          for t in ["Paris is in France.", "Bananas are rich in potassium.", "Cats purr."]]
+        >>> pp = QRHeadNodePostprocessor(top_n=2, keep_retrieval_score=True)
+        >>> kept = pp.postprocess_nodes(nodes, query_str="Which fruit has potassium?")
+        >>> kept[0].node.get_content(), type(kept[0].score), kept[0].node.metadata["retrieval_score"]
+        ('Bananas are rich in potassium.', <class 'float'>, 0.5)
+
+    Fields (besides ``model``, ``heads``, ``device``, ``dtype``, ``scorer_options``, ``top_n``,
+    ``score_threshold``, ``max_tokens`` and ``keep_order``, shared with the LangChain compressor):
+        keep_retrieval_score: copy each node's incoming score to ``metadata["retrieval_score"]`` (the key is
+            also excluded from the node's embed and LLM metadata, so it never reaches a prompt).
+        metadata_mode: which metadata :meth:`get_content` puts in the scored text (default ``EMBED``).
+
+    Events: ``ReRankStartEvent``/``ReRankEndEvent`` through the instrumentation dispatcher, and the legacy
+    ``CBEventType.RERANKING`` callback event. Async: :meth:`apostprocess_nodes` runs the scorer in a worker
+    thread; forward passes on one model are serialised by the model's lock, so concurrent calls are safe.
+    """
+
+    keep_retrieval_score: bool = Field(
+        default=False, description="Copy the incoming node score to metadata['retrieval_score']."
+    )
+    metadata_mode: MetadataMode = Field(
+        default=MetadataMode.EMBED, description="Metadata mode of node.get_content() for the scored text."
+    )
+
+    @classmethod
+    def class_name(cls) -> str:
+        """The name LlamaIndex serialises this component under."""
+        return "QRHeadNodePostprocessor"
+
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        if query_bundle is None or not query_bundle.query_str.strip():
+            raise ValueError(
+                "QRHeadNodePostprocessor needs a query: call postprocess_nodes(nodes, query_str=...) or pass "
+                "query_bundle=QueryBundle(...); inside a query engine the query is passed for you"
+            )
+        if not nodes:
+            return []
+        query = query_bundle.query_str
+        dispatcher.event(
+            ReRankStartEvent(
+                query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=self.model_name
+            )
+        )
+        payload: dict[str, Any] = {
+            EventPayload.NODES: nodes,
+            EventPayload.MODEL_NAME: self.model_name,
+            EventPayload.QUERY_STR: query,
+            EventPayload.TOP_K: self.top_n or len(nodes),
+        }
+        with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
+            with _NODE_LOCK:
+                texts = [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
+            picked = self.select(query, texts)
+            out = [NodeWithScore(node=nodes[i].node, score=score) for i, score in picked]
+            if self.keep_retrieval_score:
+                with _NODE_LOCK:
+                    for (i, _), kept in zip(picked, out, strict=True):
+                        self._keep_score(kept, nodes[i].score)
+            event.on_end(payload={EventPayload.NODES: out})
+        dispatcher.event(ReRankEndEvent(nodes=out))
+        return out
+
+    async def _apostprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        # The forward passes are CPU/GPU bound: run them in a worker thread, never on the event loop.
+        return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
+
+    @staticmethod
+    def _keep_score(kept: NodeWithScore, retrieval_score: float | None) -> None:
+        node = kept.node
+        node.metadata["retrieval_score"] = None if retrieval_score is None else float(retrieval_score)
+        for excluded in (node.excluded_embed_metadata_keys, node.excluded_llm_metadata_keys):
+            if "retrieval_score" not in excluded:
+                excluded.append("retrieval_score")

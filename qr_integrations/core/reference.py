@@ -1,9 +1,11 @@
 """The slow, obviously-correct QRHead scorer, for checking and benchmarking the fast one.
 
-It runs the whole prompt (prefix + query span) through an *eager* copy of the model with
-``output_attentions=True``: every layer, full ``tokens x tokens`` attention matrices, no early exit and
-no KV-cache reuse (the null-query prompt is run from scratch too).  It is the method written the plain
-way, as the reference code computes it; :class:`~qr_integrations.QRScorer` must agree with it.
+It runs the whole prompt (prefix + query span) through an *eager* copy of the model, whose attention
+modules materialise the full ``tokens x tokens`` softmax matrix of every head: every layer, no early exit,
+no KV-cache reuse (the null-query prompt runs from scratch too).  A forward hook on each attention module
+reads that matrix (the weights eager attention returns, as ``output_attentions=True`` would collect them)
+and keeps the mean of the query-span rows, so only one layer's matrix is alive at a time.  It is the
+method written the plain way; :class:`~qr_integrations.QRScorer` must agree with it.
 """
 
 from __future__ import annotations
@@ -37,11 +39,29 @@ class ReferenceScorer:
 
     def _attention(self, ids: list[int], prefix_len: int) -> torch.Tensor:
         tensor = torch.tensor([ids], device=self.loaded.device)
-        with torch.inference_mode():
-            out = self.model(input_ids=tensor, output_attentions=True, use_cache=False)
-        # each layer: (1, heads, T, T); mean of the query-span rows over the prefix keys
-        rows = [att[0, :, prefix_len:, :prefix_len].float().mean(dim=1) for att in out.attentions]
+        rows: list[torch.Tensor] = []
+
+        def keep_query_rows(_module: torch.nn.Module, _args: object, output: tuple) -> None:
+            weights = output[1]  # (1, heads, T, T) softmax probabilities from eager attention
+            rows.append(weights[0, :, prefix_len:, :prefix_len].float().mean(dim=1))
+
+        attn_modules = [layer.self_attn for layer in self.loaded_layers()]
+        handles = [m.register_forward_hook(keep_query_rows) for m in attn_modules]
+        try:
+            with torch.inference_mode():
+                self.model(input_ids=tensor, use_cache=False)
+        finally:
+            for h in handles:
+                h.remove()
+        if len(rows) != self.loaded.num_layers:
+            raise RuntimeError(f"captured {len(rows)} layers of attention, expected {self.loaded.num_layers}")
         return torch.stack(rows)  # (layers, heads, prefix_len)
+
+    def loaded_layers(self) -> torch.nn.ModuleList:
+        """The eager model's decoder layers."""
+        from .models import _decoder_layers
+
+        return _decoder_layers(self.model, self.loaded.num_layers)
 
     def score(
         self,

@@ -24,6 +24,8 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,13 +238,26 @@ _REGISTRY_LOCK = threading.Lock()
 _LOAD_COUNTS: dict[tuple[str, str, str], int] = {}
 
 
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
 def _load(name: str, source: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     from transformers import AutoModel, AutoTokenizer
 
     impl = register_attention()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModel.from_pretrained(source, dtype=dtype, attn_implementation=impl)
+        with _quiet_transformers():  # loading the decoder alone reports the unused LM head: expected
+            model = AutoModel.from_pretrained(source, dtype=dtype, attn_implementation=impl)
     except OSError as exc:
         raise ModelLoadError(
             f"could not load model {name!r} from {source!r}: {exc}. Pass a local model folder or a .gguf file, "

@@ -20,10 +20,16 @@ prompt (instruction, query, end of turn, assistant header); each *chunk span* co
 User text (chunks and query) is tokenized with ``split_special_tokens=True``: a chunk that contains
 ``<|im_end|>`` or any other special-token string becomes ordinary text tokens and cannot end the user turn,
 open a new one, or move a span.  The template's own markup is tokenized with special tokens enabled.
+
+Lone UTF-16 surrogates (``"\\ud800"``..``"\\udfff"``, which a bad JSON or UTF-16 decode can leave in a Python
+string) cannot be encoded as UTF-8, so the tokenizer rejects them. :func:`clean_text` replaces each one with
+U+FFFD (the replacement character), one character for one, so the chunk is still scored and character
+offsets are unchanged.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,12 +41,31 @@ INTRO = "Here are some paragraphs:"
 INSTRUCTION = "Please find information that are relevant to the following query in the paragraphs above."
 SEPARATOR = "\n\n"
 _SENTINEL = "\u2063QR_INTEGRATIONS_USER_CONTENT\u2063"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def clean_text(text: str) -> str:
+    """``text`` with every UTF-16 surrogate code point replaced by U+FFFD (same length, same offsets).
+
+    Python strings may hold lone surrogates that no UTF-8 encoder (and so no tokenizer) accepts. Two
+    surrogates that would form a pair in UTF-16 are still two code points here and become two U+FFFD;
+    decode such data with ``errors="surrogatepass"`` first to keep the character.
+
+    Example:
+        >>> clean_text("ok \\ud800 ok")
+        'ok \\ufffd ok'
+        >>> clean_text("plain") == "plain"
+        True
+    """
+    return _SURROGATE.sub(REPLACEMENT, text) if _SURROGATE.search(text) else text
 
 
 def normalize_chunk(chunk: Any, index: int) -> tuple[str | None, str]:
     """Turn one accepted chunk form into ``(title, text)``.
 
     Accepted: a string; a ``(title, text)`` pair; a mapping with ``"text"`` (and optional ``"title"``).
+    Lone surrogates in the title or text are replaced by U+FFFD (see :func:`clean_text`).
 
     Raises:
         TypeError: naming the chunk's index, for anything else (``None``, numbers, bytes...).
@@ -50,17 +75,17 @@ def normalize_chunk(chunk: Any, index: int) -> tuple[str | None, str]:
         ('Paris', 'Capital of France.')
     """
     if isinstance(chunk, str):
-        return None, chunk
+        return None, clean_text(chunk)
     if isinstance(chunk, Mapping):
         text = chunk.get("text")
         title = chunk.get("title")
         if isinstance(text, str) and (title is None or isinstance(title, str)):
-            return title or None, text
+            return (clean_text(title) if title else None), clean_text(text)
         raise TypeError(
             f"chunk {index}: a mapping chunk needs a string 'text' (and optional string 'title'), got {chunk!r:.80}"
         )
     if isinstance(chunk, (tuple, list)) and len(chunk) == 2 and all(isinstance(x, str) for x in chunk):
-        return (chunk[0] or None), chunk[1]
+        return (clean_text(chunk[0]) if chunk[0] else None), clean_text(chunk[1])
     raise TypeError(
         f"chunk {index} is {type(chunk).__name__}; expected a string, a (title, text) pair of strings, "
         "or a mapping with 'text'"
@@ -138,6 +163,7 @@ class PromptBuilder:
             return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=False)["input_ids"])
 
     def _plain(self, text: str, offsets: bool = False) -> Any:
+        text = clean_text(text)  # the tokenizer rejects lone surrogates; same length, so offsets hold
         with self._lock:
             return self.tokenizer(
                 text, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=offsets

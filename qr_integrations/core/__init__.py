@@ -7,7 +7,7 @@ from .config import ConfigError, ScorerConfig
 from .heads import HeadSet, HeadSetError, available_head_sets
 from .models import ModelLoadError, clear_model_cache, load_model, loaded_models
 from .results import RankedChunk, RankedResults, TrimResult
-from .scorer import HeadScores, QRScorer
+from .scorer import HeadScores, QRScorer, ScorerOutOfMemoryError
 
 __all__ = [
     "ConfigError",
@@ -19,6 +19,7 @@ __all__ = [
     "RankedChunk",
     "RankedResults",
     "ScorerConfig",
+    "ScorerOutOfMemoryError",
     "TrimResult",
     "available_head_sets",
     "clear_model_cache",

@@ -12,14 +12,17 @@ The method (QRHead, arXiv 2506.09944), as steps of this module:
 5. per chunk: tokens below ``mean - 2 std`` of the chunk are dropped, the rest summed.
 
 Inputs longer than ``max_context_tokens`` are scored in windows of whole chunks, each with its own null
-calibration; a chunk longer than a window is cut into pieces and scored by its best piece.
+calibration; a chunk longer than a window is cut into pieces and scored by its best piece.  A window that
+runs out of CUDA memory is split in two and retried (a single piece is cut smaller), down to a floor
+where :class:`ScorerOutOfMemoryError` says what to change.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +37,21 @@ from .prompt import SEPARATOR, Chunk, EncodedPrompt, chunk_block, normalize_chun
 from .results import RankedChunk, RankedResults, TrimResult
 
 _WINDOW_MARGIN = 8  # tokens kept free in each window for tokenization effects at block boundaries
+_MIN_PIECE_TOKENS = 16  # out of memory on a piece shorter than twice this: give up with a clear error
+
+logger = logging.getLogger(__name__)
+
+
+class ScorerOutOfMemoryError(torch.cuda.OutOfMemoryError):
+    """A single window still ran out of accelerator memory after splitting it down to the smallest piece.
+
+    It subclasses ``torch.OutOfMemoryError``, so code that already catches that keeps working.
+    """
+
+
+def _free_accelerator_memory(device: torch.device) -> None:
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @dataclass(frozen=True)
@@ -261,15 +279,42 @@ class QRScorer:
                 units.append(_Unit(i, title, text, cost))
                 continue
             # a chunk longer than a window: cut it into pieces of whole tokens, each a unit of its own
-            enc = builder.plain_encode(text)
-            offsets = enc["offset_mapping"]
             title_cost = builder.plain_token_count(SEPARATOR + chunk_block(len(chunks), title, "")) + 2
-            step = max(16, (capacity - title_cost) // 2)
-            for start in range(0, len(offsets), step):
-                piece_offsets = offsets[start : start + step]
-                piece = text[piece_offsets[0][0] : piece_offsets[-1][1]]
-                units.append(_Unit(i, title, piece, title_cost + len(piece_offsets)))
+            if title and title_cost > capacity // 4:  # a title too long to repeat on every piece: cut it too
+                title, text = None, f"{title}\n{text}"
+                title_cost = builder.plain_token_count(SEPARATOR + chunk_block(len(chunks), None, "")) + 2
+            units.extend(self._cut(_Unit(i, title, text, cost), title_cost, max(16, (capacity - title_cost) // 2)))
         return units, capacity
+
+    def _cut(self, unit: _Unit, title_cost: int, step: int) -> list[_Unit]:
+        """``unit`` cut into pieces of at most ``step`` text tokens (on token boundaries)."""
+        offsets = self.loaded.builder.plain_encode(unit.text)["offset_mapping"]
+        if not offsets:
+            return [unit]
+        pieces = []
+        for start in range(0, len(offsets), step):
+            piece_offsets = offsets[start : start + step]
+            piece = unit.text[piece_offsets[0][0] : piece_offsets[-1][1]]
+            pieces.append(_Unit(unit.owner, unit.title, piece, title_cost + len(piece_offsets)))
+        return pieces
+
+    def _split_after_oom(self, window: list[_Unit], message: str) -> list[list[_Unit]]:
+        """Two smaller windows for one that ran out of memory, or :class:`ScorerOutOfMemoryError`."""
+        if len(window) > 1:
+            half = len(window) // 2
+            return [window[:half], window[half:]]
+        unit = window[0]
+        text_tokens = self.loaded.builder.plain_token_count(unit.text)
+        if text_tokens >= 2 * _MIN_PIECE_TOKENS:
+            step = (text_tokens + 1) // 2
+            pieces = self._cut(unit, max(0, unit.cost - text_tokens), step)
+            if len(pieces) > 1:
+                return [[p] for p in pieces]
+        raise ScorerOutOfMemoryError(
+            f"out of memory scoring one piece of chunk {unit.owner} ({unit.cost} tokens) even after splitting its "
+            f"window down to that piece: lower max_context_tokens (now {self.window_tokens}), use a smaller dtype "
+            f"(dtype='bfloat16' or 'float16'), fewer heads, or device='cpu'. ({message})"
+        )
 
     @staticmethod
     def _pack(units: list[_Unit], capacity: int) -> list[list[_Unit]]:
@@ -300,13 +345,39 @@ class QRScorer:
             progress = tqdm(total=len(windows), desc="scoring windows", unit="window")
         limit = self.window_tokens
         queue = list(windows)
+        too_big: int | None = None  # the smallest window (in tokens) that ran out of memory in this call
         try:
             while queue:
                 window = queue.pop(0)
-                vectors, enc = self._window_vectors(query, window, plan)
+                size = sum(u.cost for u in window)
+                if too_big is not None and size >= too_big and len(window) > 1:  # would fail again: split first
+                    half = len(window) // 2
+                    queue[:0] = [window[:half], window[half:]]
+                    if progress is not None:
+                        progress.total += 1
+                    continue
+                oom: str | None = None
+                try:
+                    vectors, enc = self._window_vectors(query, window, plan)
+                except torch.cuda.OutOfMemoryError as exc:
+                    oom = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if oom is not None:  # outside the except block, so the failed window's tensors are released
+                    _free_accelerator_memory(self.loaded.device)
+                    too_big = size if too_big is None else min(too_big, size)
+                    halves = self._split_after_oom(window, oom)
+                    logger.warning(
+                        "out of memory on a %d-token window of %d chunk piece(s); retrying as %d smaller windows",
+                        size, len(window), len(halves),
+                    )
+                    queue[:0] = halves
+                    if progress is not None:
+                        progress.total += len(halves) - 1
+                    continue
                 if enc.num_tokens > limit and len(window) > 1:  # boundary tokenization overshot: split
                     half = len(window) // 2
                     queue[:0] = [window[:half], window[half:]]
+                    if progress is not None:
+                        progress.total += 1
                     continue
                 yield window, vectors, enc
                 if progress is not None:
@@ -489,6 +560,8 @@ class QRScorer:
         if isinstance(chunks, (str, bytes)) or not isinstance(chunks, Sequence):
             if isinstance(chunks, str):
                 raise TypeError("chunks must be a list of chunks, not one string; use trim() to split a long text")
+            if isinstance(chunks, (Mapping, Set)):  # iterating would give keys, or an order scores cannot follow
+                raise TypeError(f"chunks must be an ordered list of chunks, got {type(chunks).__name__}")
             try:
                 chunks = list(chunks)  # type: ignore[arg-type]
             except TypeError as exc:

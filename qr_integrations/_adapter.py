@@ -99,7 +99,13 @@ class QRHeadSettings(BaseModel):
 
     @property
     def scorer_config(self) -> ScorerConfig:
-        """The :class:`ScorerConfig` that these fields describe."""
+        """The :class:`ScorerConfig` that these fields describe.
+
+        Example:
+            >>> from qr_integrations.langchain import QRHeadDocumentCompressor
+            >>> QRHeadDocumentCompressor(heads=[(3, 1)], scorer_options={"calibrate": False}).scorer_config.heads
+            '3-1'
+        """
         return ScorerConfig(
             model=self.model, heads=self.heads, device=self.device, dtype=self.dtype, **self.scorer_options
         )
@@ -128,6 +134,12 @@ class QRHeadSettings(BaseModel):
 
         The config may also hold this component's own fields (``top_n``, ``max_tokens``, ...), so one
         file can describe the whole component; keyword arguments override the config.
+
+        Example:
+            >>> from qr_integrations.langchain import QRHeadDocumentCompressor
+            >>> c = QRHeadDocumentCompressor.from_config("heads: all\\ntop_n: 3\\nmax_context_tokens: 2048", keep_order=True)
+            >>> c.top_n, c.keep_order, c.scorer_options
+            (3, True, {'max_context_tokens': 2048})
         """
         data = read_config(config)
         data.pop("class_name", None)
@@ -149,7 +161,14 @@ class QRHeadSettings(BaseModel):
 
     def select(self, query: str, texts: list[str]) -> list[tuple[int, float]]:
         """``(input index, score)`` of the items to keep, by ``top_n``, ``max_tokens`` and ``score_threshold``,
-        best first (or in input order with ``keep_order``)."""
+        best first (or in input order with ``keep_order``).
+
+        Example:
+            >>> from qr_integrations.langchain import QRHeadDocumentCompressor
+            >>> compressor = QRHeadDocumentCompressor(top_n=1)
+            >>> compressor.select("Which fruit has potassium?", ["Paris.", "Bananas have potassium."])[0][0]
+            1
+        """
         kept = self.scorer.trim(query, texts, max_tokens=self.max_tokens, top_n=self.top_n, keep_order=self.keep_order)
         # Items below the threshold come after every item above it in trim's best-first pass, so dropping
         # them afterwards selects exactly what dropping them first would.

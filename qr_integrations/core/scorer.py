@@ -489,8 +489,9 @@ class QRScorer:
             (1, 1)
         """
         _check_positive("top_n", top_n)
-        norm = self._normalize(chunks)
-        scores = self.score(query, chunks)
+        items_in = self._chunk_list(chunks)  # once: an iterator must not be consumed twice
+        norm = self._normalize(items_in)
+        scores = self.score(query, items_in)
         order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
         if top_n is not None:
             order = order[:top_n]
@@ -525,7 +526,7 @@ class QRScorer:
         if isinstance(text_or_chunks, str):
             chunks: list[Chunk] = list(split_text(text_or_chunks, self.config.chunk_size, self.count_tokens))
         else:
-            chunks = list(text_or_chunks)
+            chunks = self._chunk_list(text_or_chunks)
         norm = self._normalize(chunks)
         texts = [(f"{t}\n{x}" if t else x) for t, x in norm]
         scores = self.score(query, chunks) if norm else []
@@ -556,17 +557,20 @@ class QRScorer:
         )
 
     @staticmethod
+    def _chunk_list(chunks: Any) -> list[Any]:
+        """``chunks`` as a list (any ordered iterable), or a TypeError saying what was passed."""
+        if isinstance(chunks, str):
+            raise TypeError("chunks must be a list of chunks, not one string; use trim() to split a long text")
+        if isinstance(chunks, (Mapping, Set)):  # iterating would give keys, or an order scores cannot follow
+            raise TypeError(f"chunks must be an ordered list of chunks, got {type(chunks).__name__}")
+        try:
+            return list(chunks)
+        except TypeError as exc:
+            raise TypeError(f"chunks must be a list, got {type(chunks).__name__}") from exc
+
+    @staticmethod
     def _normalize(chunks: Sequence[Chunk]) -> list[tuple[str | None, str]]:
-        if isinstance(chunks, (str, bytes)) or not isinstance(chunks, Sequence):
-            if isinstance(chunks, str):
-                raise TypeError("chunks must be a list of chunks, not one string; use trim() to split a long text")
-            if isinstance(chunks, (Mapping, Set)):  # iterating would give keys, or an order scores cannot follow
-                raise TypeError(f"chunks must be an ordered list of chunks, got {type(chunks).__name__}")
-            try:
-                chunks = list(chunks)  # type: ignore[arg-type]
-            except TypeError as exc:
-                raise TypeError(f"chunks must be a list, got {type(chunks).__name__}") from exc
-        return [normalize_chunk(c, i) for i, c in enumerate(chunks)]
+        return [normalize_chunk(c, i) for i, c in enumerate(QRScorer._chunk_list(chunks))]
 
     def __repr__(self) -> str:
         cfg = self.config

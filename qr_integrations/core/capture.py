@@ -42,6 +42,8 @@ class CaptureState:
         context_len: number of leading key positions to keep (the prefix holding the chunks).
         stop_after_layer: raise :class:`EarlyExit` after this decoder layer (``None``: run all).
         capture: whether this pass captures (``False`` for the prefix pass, which only fills the cache).
+        total_len: tokens in the sequence once the current pass is done (cache + new tokens); a
+            sliding-window layer sees only its last keys, and this places them at their positions.
         out: layer index -> ``(n_selected_heads, context_len)`` float32 mean attention of the query rows.
     """
 
@@ -49,6 +51,7 @@ class CaptureState:
     context_len: int
     stop_after_layer: int | None
     capture: bool = True
+    total_len: int = 0
     out: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
@@ -72,6 +75,7 @@ def query_attention(
     scaling: float | None,
     context_len: int,
     sliding_window: int | None = None,
+    key_offset: int = 0,
 ) -> torch.Tensor:
     """Mean softmax attention of every query row over the first ``context_len`` keys, per selected head.
 
@@ -82,10 +86,13 @@ def query_attention(
         scaling: the softmax scale (``1/sqrt(head_dim)`` when ``None``).
         context_len: number of leading keys to return.
         sliding_window: the layer's window, if it uses one.
+        key_offset: absolute position of ``key``'s first entry (non-zero when a sliding-window cache
+            hands the layer only its most recent keys).
 
     Returns:
-        ``(len(heads), context_len)`` float32 tensor. The query rows are the *last* ``q_len`` positions,
-        so row ``i`` sees keys ``0 .. kv_len - q_len + i`` (causal).
+        ``(len(heads), context_len)`` float32 tensor over absolute positions ``0 .. context_len - 1``
+        (zero where the layer saw no key). The query rows are the *last* ``q_len`` positions, so row
+        ``i`` sees keys ``0 .. kv_len - q_len + i`` of ``key`` (causal).
     """
     num_heads, num_kv = query.shape[1], key.shape[1]
     groups = num_heads // num_kv
@@ -100,8 +107,13 @@ def query_attention(
     if sliding_window:
         hidden = hidden | (cols <= rows - sliding_window)
     logits = logits.masked_fill(hidden, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    return probs.mean(dim=1)[:, :context_len]
+    mean = torch.softmax(logits, dim=-1).mean(dim=1)
+    if key_offset == 0:
+        return mean[:, :context_len]
+    out = mean.new_zeros(mean.shape[0], context_len)
+    take = max(0, min(kv_len, context_len - key_offset))
+    out[:, key_offset : key_offset + take] = mean[:, :take]
+    return out
 
 
 def qr_attention_forward(
@@ -126,8 +138,9 @@ def qr_attention_forward(
         heads = state.heads_by_layer.get(layer) if layer is not None else None
         if heads is not None:
             window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
+            offset = max(0, state.total_len - key.shape[-2])
             state.out[layer] = query_attention(  # type: ignore[index]
-                query, key, heads.to(query.device), scaling, state.context_len, window
+                query, key, heads.to(query.device), scaling, state.context_len, window, offset
             )
     return output
 

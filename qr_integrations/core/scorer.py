@@ -248,13 +248,16 @@ class QRScorer:
         state = CaptureState(heads_by_layer=tensors, context_len=prefix_len, stop_after_layer=deepest, capture=False)
         with lm.lock, torch.inference_mode(), capturing(state):
             cache = DynamicCache(config=lm.model.config)
+            cache.activate_past_recording()  # sliding-window layers keep their past so the crop below works
             self._run(enc.prefix_ids, cache)
             state.capture = True
+            state.total_len = prefix_len + len(enc.query_ids)
             self._run(enc.query_ids, cache)
             query_att = torch.cat([state.out[layer] for layer in sorted(tensors)], dim=0)
             if self.config.calibrate:
                 cache.crop(-len(enc.query_ids))
                 state.out = {}
+                state.total_len = prefix_len + len(enc.null_ids)
                 self._run(enc.null_ids, cache)
                 null_att = torch.cat([state.out[layer] for layer in sorted(tensors)], dim=0)
                 query_att = query_att - null_att

@@ -1,0 +1,518 @@
+"""Shared pieces of the benchmarks: arguments, data loading, metrics, timing, caching, results and plots.
+
+Every benchmark script is a ``python -m benchmarks.<name>`` command built from these helpers, so the
+data files are read the same way, metrics come from one maintained package (ranx), and every run writes
+``benchmarks/results/<name>.json`` (all numbers, the command, machine and versions) plus ``<name>.md``
+(the Markdown table that docs/benchmarks.md quotes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import string
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = Path("../shared/data")
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+IMG_DIR = REPO_ROOT / "docs" / "img"
+CACHE_DIR = REPO_ROOT / "benchmarks" / ".cache"
+
+# ---------------------------------------------------------------------------------------------- arguments
+
+MODEL_ALIASES = {"smollm2": None, "embedded": None, "smollm2-135m-instruct": None, "qwen": "qwen", "qwen0.5b": "qwen"}
+
+
+def common_parser(description: str, limit: int | None = None) -> argparse.ArgumentParser:
+    """The arguments every benchmark takes: ``--data-dir``, ``--limit``, ``--model``, ``--heads``, ..."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with scifact/ and hotpotqa/")
+    p.add_argument("--limit", type=int, default=limit, help="evaluate only the first N queries/questions")
+    p.add_argument("--model", default="smollm2", help="smollm2 (embedded), qwen (Qwen2.5-Coder-0.5B), or a path")
+    p.add_argument(
+        "--heads",
+        default=None,
+        help="QRHead head set (name, YAML path or 'L-H,...'); default: the model's shipped default set",
+    )
+    p.add_argument("--out", default=None, help="result name (default: derived from the benchmark and model)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    return p
+
+
+def resolve_model(name: str) -> str | None:
+    """``smollm2`` -> ``None`` (the embedded model), ``qwen`` -> the joined Qwen GGUF path, else as given."""
+    key = MODEL_ALIASES.get(name.lower(), name) if isinstance(name, str) else name
+    if key is None:
+        return None
+    if key == "qwen":
+        from benchmarks.qwen import qwen_gguf_path
+
+        return str(qwen_gguf_path())
+    return key
+
+
+def model_tag(name: str) -> str:
+    """A short file-name-safe tag for a model argument."""
+    key = MODEL_ALIASES.get(name.lower(), name)
+    if key is None:
+        return "smollm2"
+    if key == "qwen":
+        return "qwen0.5b"
+    return re.sub(r"[^a-z0-9.]+", "-", Path(name).stem.lower()).strip("-")
+
+
+def resolve_data_dir(path: Path) -> Path:
+    """Relative data paths are taken from the repository root (so ``../shared/data`` works from anywhere)."""
+    path = Path(path)
+    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
+
+
+def pick_heads(scorer: Any, heads: str | None) -> tuple[Any, str]:
+    """The QRHead head set for a run and a note saying where it came from.
+
+    With ``heads=None`` the model's shipped default set is used; when the model has no default, a shipped
+    set made for this model (``<model>-*.yaml``) is taken; when there is none, all heads (and the note says so).
+    """
+    from qr_integrations.core.heads import HeadSet, available_head_sets, normalize_model_name
+
+    if heads:
+        hs = HeadSet.parse(heads)
+        return hs, f"given: {heads}"
+    hs = scorer.head_set
+    if not hs.is_all:
+        return hs, f"shipped default {hs.name}"
+    key = normalize_model_name(scorer.loaded.name)
+    names = sorted(n for n in available_head_sets() if n.startswith(key))
+    if names:
+        return HeadSet.named(names[0]), f"shipped set {names[0]} (the model has no default set)"
+    return hs, "all heads: no head set shipped for this model yet"
+
+
+def head_set_string(hs: Any) -> str:
+    return "all" if hs.is_all else ",".join(f"{a}-{b}" for a, b in hs.heads)
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class BeirData:
+    corpus: dict[str, tuple[str, str]]  # doc id -> (title, text)
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with Path(path).open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_beir(folder: Path, split: str = "test") -> BeirData:
+    """A BEIR folder: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv`` (header line, 3 columns)."""
+    folder = Path(folder)
+    corpus = {str(d["_id"]): (str(d.get("title") or ""), str(d.get("text") or "")) for d in read_jsonl(folder / "corpus.jsonl")}
+    queries = {str(q["_id"]): str(q["text"]) for q in read_jsonl(folder / "queries.jsonl")}
+    qrels: dict[str, dict[str, int]] = {}
+    with (folder / "qrels" / f"{split}.tsv").open(encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            parts = line.rstrip("\n").split("\t")
+            if i == 0 and not parts[-1].strip().lstrip("-").isdigit():
+                continue  # header
+            qid, did, rel = parts[0], parts[1], int(parts[-1])
+            qrels.setdefault(qid, {})[did] = rel
+    return BeirData(corpus, queries, qrels)
+
+
+def load_candidates(path: Path) -> dict[str, list[tuple[str, float]]]:
+    """BM25 candidates: one JSON line per query, ``{"query_id", "candidates": [[doc_id, score], ...]}``."""
+    return {str(r["query_id"]): [(str(d), float(s)) for d, s in r["candidates"]] for r in read_jsonl(path)}
+
+
+def load_hotpot(path: Path) -> list[dict[str, Any]]:
+    """HotpotQA questions with paragraphs ``{idx, title, paragraph_text, is_supporting}``."""
+    with Path(path).open(encoding="utf-8") as f:
+        return json.load(f)
+
+
+def cut_words(text: str, n: int | None) -> str:
+    """The first ``n`` whitespace-separated words of ``text`` (all of them for ``None``)."""
+    if n is None:
+        return text
+    words = text.split()
+    return " ".join(words[:n])
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+def evaluate(
+    qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Mean and per-query scores with ranx, over the queries of ``run`` only.
+
+    Example:
+        >>> mean, per_q = evaluate({"q": {"a": 1}}, {"q": {"a": 0.1, "b": 0.9}}, ["recall@1", "ndcg@10"])
+        >>> mean["recall@1"], round(mean["ndcg@10"], 3)
+        (0.0, 0.631)
+    """
+    from ranx import Qrels, Run
+    from ranx import evaluate as ranx_evaluate
+
+    qids = [q for q in run if q in qrels and any(v > 0 for v in qrels[q].values())]
+    if not qids:
+        raise ValueError("no query of the run has relevance judgements")
+    q = Qrels({qid: {d: int(r) for d, r in qrels[qid].items()} for qid in qids})
+    r = Run({qid: {d: float(s) for d, s in run[qid].items()} for qid in qids})
+    ranx_evaluate(q, r, list(metrics), return_mean=False)  # fills r.scores with per-query values
+    per_query = {m: {qid: float(r.scores[m][qid]) for qid in qids} for m in metrics}
+    mean = {m: float(sum(v.values()) / len(v)) for m, v in per_query.items()}
+    return mean, per_query
+
+
+def ranking_to_run(ids: Sequence[str], scores: Sequence[float]) -> dict[str, float]:
+    """Scores as a ranx run entry; ties are broken by input position (earlier first)."""
+    n = len(ids)
+    return {d: float(s) - 1e-9 * i / max(n, 1) for i, (d, s) in enumerate(zip(ids, scores, strict=True))}
+
+
+def order_to_scores(order: Sequence[int], n: int) -> list[float]:
+    """A ranking (indices best first) as descending scores; indices missing from ``order`` come last."""
+    scores = [0.0] * n
+    seen = set()
+    for r, i in enumerate(order):
+        scores[i] = float(n - r)
+        seen.add(i)
+    rest = [i for i in range(n) if i not in seen]
+    for r, i in enumerate(rest):
+        scores[i] = -float(r + 1)
+    return scores
+
+
+def budget_select(scores: Sequence[float], counts: Sequence[int], max_tokens: int | None, top_n: int | None = None) -> list[int]:
+    """The chunks :meth:`QRScorer.trim` keeps, for any scores: best first, skip what overflows the budget.
+
+    Example:
+        >>> budget_select([0.1, 0.9, 0.5], [10, 600, 500], max_tokens=1000)
+        [1, 0]
+    """
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    kept: list[int] = []
+    used = 0
+    for i in order:
+        if top_n is not None and len(kept) >= top_n:
+            break
+        if max_tokens is not None and used + counts[i] > max_tokens:
+            continue
+        kept.append(i)
+        used += counts[i]
+    return kept
+
+
+def normalize_answer(s: str) -> str:
+    """SQuAD-style answer normalisation: lower case, no punctuation, no articles, single spaces."""
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """SQuAD/HotpotQA token F1 (yes/no/noanswer must match exactly).
+
+    Example:
+        >>> round(token_f1("the big cat", "a big dog"), 3)
+        0.5
+    """
+    p, g = normalize_answer(prediction), normalize_answer(gold)
+    special = {"yes", "no", "noanswer"}
+    if (p in special or g in special) and p != g:
+        return 0.0
+    pt, gt = p.split(), g.split()
+    common = Counter(pt) & Counter(gt)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pt), same / len(gt)
+    return 2 * precision * recall / (precision + recall)
+
+
+# ---------------------------------------------------------------------------------------------- timing
+
+
+class Timer:
+    """Per-method wall-clock latencies; ``with timer("bm25"): ...`` adds one sample."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = {}
+        self._name: str | None = None
+        self._t0 = 0.0
+
+    def __call__(self, name: str) -> Timer:
+        self._name = name
+        return self
+
+    def __enter__(self) -> Timer:
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._name is not None
+        self.add(self._name, time.perf_counter() - self._t0)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.samples.setdefault(name, []).append(float(seconds))
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {k: latency_stats(v) for k, v in self.samples.items()}
+
+
+def latency_stats(samples: Sequence[float]) -> dict[str, float]:
+    """Median and 90th percentile (linear interpolation) in seconds, and the sample count.
+
+    Example:
+        >>> latency_stats([1.0, 2.0, 3.0, 4.0, 5.0])
+        {'n': 5, 'median_s': 3.0, 'p90_s': 4.6}
+    """
+    import numpy as np
+
+    if not samples:
+        return {"n": 0, "median_s": float("nan"), "p90_s": float("nan")}
+    a = np.asarray(samples, dtype=float)
+    return {"n": len(samples), "median_s": round(float(np.median(a)), 4), "p90_s": round(float(np.percentile(a, 90)), 4)}
+
+
+# ---------------------------------------------------------------------------------------------- caching
+
+
+class JsonlCache:
+    """Append-only cache of per-item results (one JSON line per key) so an interrupted run resumes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.data: dict[str, Any] = {}
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    self.data[rec["key"]] = rec["value"]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.data
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"key": key, "value": value}) + "\n")
+
+    def get_or_compute(self, key: str, fn: Callable[[], Any]) -> Any:
+        if key not in self.data:
+            self.put(key, fn())
+        return self.data[key]
+
+
+def cache_key(*parts: Any) -> str:
+    """A short stable hash of the parts (settings that change a result)."""
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+def environment() -> dict[str, Any]:
+    """Machine, versions and git commit, recorded with every result."""
+    import importlib.metadata as md
+
+    versions = {}
+    for dist in ("torch", "transformers", "qr-integrations", "sentence-transformers", "ranx", "bm25s", "llama-index-core",
+                 "llama-index-postprocessor-rankgpt-rerank"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[dist] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                                check=False).stdout.strip() or None
+    except OSError:
+        commit = None
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "load_average": load,
+        "versions": versions,
+        "git_commit": commit,
+    }
+
+
+def command_line() -> str:
+    """The command that is running, as one would type it from the repository root."""
+    mod = Path(sys.argv[0]).stem
+    return ".venv/bin/python -m benchmarks." + mod + ("" if len(sys.argv) < 2 else " " + shlex.join(sys.argv[1:]))
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 3) -> str:
+    """A GitHub Markdown table; floats are rounded to ``digits``.
+
+    Example:
+        >>> print(markdown_table(["m", "x"], [["bm25", 0.6789]]))
+        | m | x |
+        |---|---|
+        | bm25 | 0.679 |
+    """
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "nan" if v != v else f"{v:.{digits}f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_results(name: str, payload: dict[str, Any], table: str, out_dir: Path | None = None) -> tuple[Path, Path]:
+    """Write ``<name>.json`` (payload + command + environment) and ``<name>.md`` (the table + the command)."""
+    out = Path(out_dir) if out_dir is not None else RESULTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"name": name, "command": command_line(), "environment": environment(),
+              "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **payload}
+    jpath, mpath = out / f"{name}.json", out / f"{name}.md"
+    jpath.write_text(json.dumps(record, indent=1, default=str) + "\n", encoding="utf-8")
+    mpath.write_text(f"{table}\n\nCommand: `{record['command']}`\n", encoding="utf-8")
+    return jpath, mpath
+
+
+def progress(iterable: Iterable[Any], total: int | None = None, desc: str = "", disable: bool = False) -> Iterable[Any]:
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True)
+
+
+def setup_torch(threads: int | None) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def heatmap(matrix: Sequence[Sequence[float]], rows: Sequence[str], cols: Sequence[str], title: str, path: Path,
+            xlabel: str = "", ylabel: str = "") -> Path:
+    """A 0..1 heatmap with the value written in each cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(cols), 0.9 + 0.55 * len(rows)))
+    im = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="RdYlGn", aspect="auto")
+    ax.set_xticks(range(len(cols)), cols)
+    ax.set_yticks(range(len(rows)), rows)
+    for i, row in enumerate(matrix):
+        for j, v in enumerate(row):
+            ax.text(j, i, "-" if v != v else f"{v:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def line_plot(x: Sequence[float], series: Mapping[str, Sequence[float]], title: str, path: Path, xlabel: str, ylabel: str,
+              logx: bool = True, logy: bool = False) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, ys in series.items():
+        pts = [(a, b) for a, b in zip(x, ys, strict=True) if b is not None and b == b]
+        if pts:
+            ax.plot([a for a, _ in pts], [b for _, b in pts], marker="o", label=label)
+    if logx:
+        ax.set_xscale("log", base=2)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def bar_plot(groups: Mapping[str, Mapping[str, float]], title: str, path: Path, ylabel: str) -> Path:
+    """Grouped bars: ``groups[metric][method] = value``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = list(groups)
+    methods = list(dict.fromkeys(m for g in groups.values() for m in g))
+    width = 0.8 / max(len(methods), 1)
+    fig, ax = plt.subplots(figsize=(1.5 + 1.6 * len(metrics) + 0.3 * len(methods), 3.8))
+    for j, m in enumerate(methods):
+        xs = [i + (j - (len(methods) - 1) / 2) * width for i in range(len(metrics))]
+        ys = [groups[g].get(m, float("nan")) for g in metrics]
+        bars = ax.bar(xs, ys, width=width, label=m)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(range(len(metrics)), metrics)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

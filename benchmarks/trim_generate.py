@@ -1,0 +1,119 @@
+"""Trim, then generate: HotpotQA answer EM/F1 from the full context, trimmed contexts and the gold paragraphs.
+
+The same local model answers each question (greedy, a short answer) from:
+the full ten paragraphs; the top-2 / top-3 paragraphs by QRHead, all heads, dense all-MiniLM-L6-v2 and
+BM25 (kept paragraphs stay in their original order); and the two gold paragraphs (upper bound).
+Scores come from :mod:`benchmarks.hotpot_evidence` (same cache), questions 50-99 by default.
+
+    .venv/bin/python -m benchmarks.trim_generate --model smollm2 --start 50 --limit 50
+"""
+
+from __future__ import annotations
+
+import time
+
+from benchmarks import harness as H
+from benchmarks import hotpot_evidence as HE
+from benchmarks import methods as M
+
+INSTRUCTION = ("Answer the question using the paragraphs. Reply with the answer only: a name, a date, a number, "
+               "a short phrase, or yes/no.")
+
+
+def prompt_messages(question: str, paragraphs: list[tuple[str, str]]) -> list[dict[str, str]]:
+    ctx = "\n\n".join(f"{t}\n{x}" for t, x in paragraphs)
+    return [{"role": "user", "content": f"{INSTRUCTION}\n\n{ctx}\n\nQuestion: {question}\nAnswer:"}]
+
+
+def clean_answer(text: str) -> str:
+    line = text.strip().split("\n")[0].strip()
+    for prefix in ("Answer:", "The answer is", "answer:"):
+        if line.startswith(prefix):
+            line = line[len(prefix):].strip()
+    return line.rstrip(".")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = H.common_parser(__doc__.splitlines()[0], limit=50)
+    p.add_argument("--start", type=int, default=50, help="first question (0-49 were used for head detection)")
+    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--top", type=int, nargs="+", default=[2, 3], help="paragraph counts to keep")
+    args = p.parse_args(argv)
+    H.setup_torch(args.threads)
+    qs = HE.questions(args.data_dir, args.start, args.limit)
+    tag = H.model_tag(args.model)
+    name = args.out or f"trim_generate_{tag}"
+    from qr_integrations import QRScorer
+
+    scorer = QRScorer(H.resolve_model(args.model), device="cpu")
+    qr_heads, heads_note = H.pick_heads(scorer, args.heads)
+    qr = M.QRMethods(scorer, qr_heads, H.CACHE_DIR / "vectors" / f"hotpot_{tag}")
+    timer = H.Timer()
+    scores = HE.method_scores(qs, tag, scorer, qr, H.head_set_string(qr_heads), args.no_progress, timer)
+    rankers = ["qrhead", "dense", "bm25"] + ([] if qr.same else ["all-heads"])
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    lm = scorer.loaded
+    gen = AutoModelForCausalLM.from_pretrained(lm.source, dtype=lm.dtype).to(lm.device).eval()
+    tok = lm.tokenizer
+    cache = H.JsonlCache(H.CACHE_DIR / f"generate_{tag}.jsonl")
+
+    def answer(question: str, paragraphs: list[tuple[str, str]]) -> tuple[str, int, float]:
+        key = H.cache_key("gen", tag, args.max_new_tokens, question, paragraphs)
+        hit = cache.get(key)
+        if hit is None:
+            ids = tok.apply_chat_template(prompt_messages(question, paragraphs), add_generation_prompt=True,
+                                          return_tensors="pt", return_dict=True)["input_ids"]
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                out = gen.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False,
+                                   pad_token_id=tok.pad_token_id or tok.eos_token_id)
+            text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+            hit = {"text": text, "prompt_tokens": int(ids.shape[1]), "seconds": time.perf_counter() - t0}
+            cache.put(key, hit)
+        return clean_answer(hit["text"]), hit["prompt_tokens"], hit["seconds"]
+
+    conditions = ["full"] + [f"{r}-top{k}" for r in rankers for k in args.top] + ["gold"]
+    per: dict[str, list[dict]] = {c: [] for c in conditions}
+    for q in H.progress(qs, desc=f"generate {tag}", disable=args.no_progress):
+        pars = HE.paragraph_pairs(q)
+        gold = [i for i, p_ in enumerate(q["paragraphs"]) if p_["is_supporting"]]
+        for c in conditions:
+            if c == "full":
+                keep = list(range(len(pars)))
+            elif c == "gold":
+                keep = gold
+            else:
+                r, k = c.rsplit("-top", 1)
+                keep = sorted(H.budget_select(scores[r][q["idx"]], [1] * len(pars), None, top_n=int(k)))
+            pred, ntok, sec = answer(q["question"], [pars[i] for i in keep])
+            per[c].append({"qid": q["idx"], "pred": pred, "gold": q["answer"], "em": H.exact_match(pred, q["answer"]),
+                           "f1": H.token_f1(pred, q["answer"]), "prompt_tokens": ntok, "seconds": sec,
+                           "gold_kept": len(set(keep) & set(gold))})
+
+    rows, results = [], []
+    for c in conditions:
+        v = per[c]
+        n = len(v)
+        res = {"condition": c, "n": n, "em": sum(x["em"] for x in v) / n, "f1": sum(x["f1"] for x in v) / n,
+               "mean_prompt_tokens": sum(x["prompt_tokens"] for x in v) / n,
+               "both_gold_kept": sum(1 for x in v if x["gold_kept"] == 2) / n,
+               "generation_latency": H.latency_stats([x["seconds"] for x in v])}
+        results.append(res)
+        rows.append([c, res["em"], res["f1"], res["both_gold_kept"], round(res["mean_prompt_tokens"]),
+                     res["generation_latency"]["median_s"]])
+    table = (f"HotpotQA questions {args.start}-{args.start + len(qs) - 1}, generator and scorer {tag} (greedy, "
+             f"max {args.max_new_tokens} new tokens); QRHead heads: {heads_note}\n\n"
+             + H.markdown_table(["context", "EM", "F1", "both gold kept", "prompt tokens", "median gen s"], rows))
+    payload = {"settings": vars(args) | {"data_dir": str(args.data_dir)}, "heads": H.head_set_string(qr_heads),
+               "heads_note": heads_note, "results": results,
+               "examples": {c: per[c][:5] for c in conditions}}
+    H.write_results(name, payload, table)
+    print(table)
+    return payload
+
+
+if __name__ == "__main__":
+    main()

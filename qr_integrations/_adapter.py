@@ -53,29 +53,20 @@ class QRHeadSettings(BaseModel):
     """The model fields and selection fields common to both adapters, and the lazily built scorer."""
 
     model: str | None = Field(
-        default=None,
-        description="Hub id, local folder or .gguf path of the decoder LLM; None for the embedded SmolLM2-135M-Instruct.",
+        default=None, description="Hub id, local folder or .gguf path of the LLM; None: the embedded SmolLM2-135M-Instruct."
     )
     heads: str | None = Field(
-        default=None,
-        description="Head set: 'all', 'L-H,L-H', a shipped set name or a YAML path; None for the model's default.",
+        default=None, description="'all', 'L-H,L-H', a shipped head-set name or a YAML path; None: the model's default."
     )
     device: str = Field(default="auto", description="'auto' (cuda, mps, cpu), 'cpu', 'cuda', 'cuda:1', ...")
     dtype: str = Field(default="auto", description="'auto', 'float32', 'bfloat16' or 'float16'.")
     scorer_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description=f"Other ScorerConfig fields for the scorer: {', '.join(OPTION_KEYS)}.",
+        default_factory=dict, description=f"Other ScorerConfig fields for the scorer: {', '.join(OPTION_KEYS)}."
     )
     top_n: int | None = Field(default=None, ge=1, description="Keep at most this many items; None keeps all.")
-    score_threshold: float | None = Field(
-        default=None, description="Drop items whose QRHead score is below this value; None keeps all."
-    )
-    max_tokens: int | None = Field(
-        default=None, ge=1, description="Token budget of the kept items (the scorer's tokenizer); None: no budget."
-    )
-    keep_order: bool = Field(
-        default=False, description="False: best first. True: kept items stay in their incoming order."
-    )
+    score_threshold: float | None = Field(default=None, description="Drop items scoring below this; None keeps all.")
+    max_tokens: int | None = Field(default=None, ge=1, description="Token budget of the kept items; None: no budget.")
+    keep_order: bool = Field(default=False, description="False: best first. True: kept items keep their incoming order.")
 
     _scorer: QRScorer | None = PrivateAttr(default=None)
 
@@ -125,6 +116,22 @@ class QRHeadSettings(BaseModel):
             current = QRScorer(config=config)
             self._scorer = current
         return current
+
+    def __getstate__(self) -> dict[Any, Any]:
+        # Never pickle the scorer (it holds the model): the restored component shares or loads it on first use.
+        scorer, self._scorer = self._scorer, None
+        try:
+            state = super().__getstate__()
+        finally:
+            self._scorer = scorer
+        state["__pydantic_private__"] = {**(state.get("__pydantic_private__") or {}), "_scorer": None}
+        return state
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        memo = {} if memo is None else memo
+        if self._scorer is not None:
+            memo[id(self._scorer)] = None  # a copy shares the model through the registry, never duplicates it
+        return super().__deepcopy__(memo)
 
     @classmethod
     def from_config(

@@ -107,3 +107,18 @@ def test_package_imports_without_either_framework() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_copies_and_pickles_share_the_model_instead_of_carrying_it() -> None:
+    import copy
+    import pickle
+
+    pp = QRHeadNodePostprocessor(top_n=2)
+    lc = QRHeadDocumentCompressor(top_n=2)
+    loaded = pp.scorer.loaded
+    assert lc.scorer.loaded is loaded
+    for component in (pp, lc):
+        for clone in (copy.deepcopy(component), pickle.loads(pickle.dumps(component))):
+            assert clone._scorer is None and clone.top_n == 2
+            assert clone.scorer.loaded is loaded
+        assert component._scorer is not None  # the original keeps its scorer

@@ -12,6 +12,9 @@ and are imported only when you import them.
 
 from .core import (
     ConfigError,
+    DetectionError,
+    DetectionExample,
+    HeadRanking,
     HeadScores,
     HeadSet,
     HeadSetError,
@@ -24,14 +27,20 @@ from .core import (
     TrimResult,
     available_head_sets,
     clear_model_cache,
+    detect_heads,
     load_model,
     loaded_models,
+    rank_heads,
+    score_heads,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "DetectionError",
+    "DetectionExample",
+    "HeadRanking",
     "HeadScores",
     "HeadSet",
     "HeadSetError",
@@ -45,6 +54,9 @@ __all__ = [
     "__version__",
     "available_head_sets",
     "clear_model_cache",
+    "detect_heads",
     "load_model",
     "loaded_models",
+    "rank_heads",
+    "score_heads",
 ]

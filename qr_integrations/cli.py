@@ -4,6 +4,7 @@ Examples::
 
     qr-integrations rank --query "Which fruit has potassium?" --chunks chunks.jsonl --top-n 3
     qr-integrations trim --query "Which fruit has potassium?" --text report.txt --max-tokens 1000
+    qr-integrations detect --model M --data examples.jsonl --top-k 16 --metric ndcg@10 --out heads.yaml --plot heads.png
 
 Bad input exits with status 2 and a one-line message on stderr.
 """
@@ -99,7 +100,43 @@ def _cmd_trim(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"rank": _cmd_rank, "trim": _cmd_trim}
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from .core import QRScorer
+    from .core.detection import check_metric, read_examples, score_heads
+
+    metric = check_metric(args.metric)
+    if args.top_k < 1:
+        raise BadInputError(f"--top-k must be a positive integer, got {args.top_k}")
+    out = Path(args.out)
+    for target in [out, *([Path(args.plot)] if args.plot else [])]:
+        if not target.parent.exists():
+            raise BadInputError(f"folder {str(target.parent)!r} for {str(target)!r} does not exist")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError as exc:
+            raise BadInputError("--plot needs matplotlib: pip install 'qr-integrations[plots]'") from exc
+    examples = read_examples(args.data)
+    options: dict[str, Any] = {}
+    if args.max_context_tokens is not None:
+        options["max_context_tokens"] = args.max_context_tokens
+    scorer = QRScorer(args.model, heads="all", device=args.device, dtype=args.dtype, **options)
+    ranking = score_heads(scorer, examples, metric, show_progress=not args.quiet)
+    head_set = ranking.head_set(args.top_k, name=args.name or out.stem)
+    head_set.to_yaml(out)
+    if args.plot:
+        ranking.plot(args.plot, top_k=args.top_k)
+    best = ", ".join(f"{la}-{h} ({s:.3f})" for (la, h), s in ranking.top(min(5, args.top_k)))
+    print(
+        f"{ranking.model}: {len(ranking.heads)} heads ranked by {metric} on {ranking.num_examples} examples; "
+        f"best: {best}; all-head mean {float(ranking.values.mean()):.3f}",
+        file=sys.stderr,
+    )
+    print(str(out))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"rank": _cmd_rank, "trim": _cmd_trim, "detect": _cmd_detect}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +163,26 @@ def build_parser() -> argparse.ArgumentParser:
     trim.add_argument("--top-n", type=int, default=None, help="keep at most N chunks")
     trim.add_argument("--best-first", action="store_true", help="print kept chunks best first, not in text order")
     _add_model_args(trim)
+
+    detect = sub.add_parser(
+        "detect",
+        help="detect a model's QR heads from labelled examples; writes a head-set YAML",
+        description="Score every attention head on labelled examples (one forward pass each), rank heads by their "
+        "own retrieval quality, write the best as a head-set YAML (use it with --heads FILE).",
+    )
+    detect.add_argument("--data", "-d", required=True,
+                        help='JSONL, one example per line: {"query", "chunks", "gold"} (see docs/heads.md)')
+    detect.add_argument("--top-k", type=int, default=16, help="heads to keep (default: 16)")
+    detect.add_argument("--metric", default="ndcg@10", help="ndcg@10 (any ndcg@K) or qrscore (default: ndcg@10)")
+    detect.add_argument("--out", "-o", required=True, help="head-set YAML to write")
+    detect.add_argument("--plot", default=None, help="also write a heatmap PNG (layers x heads; needs matplotlib)")
+    detect.add_argument("--name", default=None, help="name stored in the YAML (default: the --out file stem)")
+    detect.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = detect.add_argument_group("model")
+    g.add_argument("--model", default=None, help="hub id, local folder or .gguf file (default: embedded SmolLM2-135M)")
+    g.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ... (default: auto)")
+    g.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (default: auto)")
+    g.add_argument("--max-context-tokens", type=int, default=None, help="tokens per forward pass (windows beyond)")
     return parser
 
 

@@ -4,6 +4,7 @@ Nothing here imports LlamaIndex or LangChain.
 """
 
 from .config import ConfigError, ScorerConfig
+from .detection import DetectionError, DetectionExample, HeadRanking, detect_heads, rank_heads, score_heads
 from .heads import HeadSet, HeadSetError, available_head_sets
 from .models import ModelLoadError, clear_model_cache, load_model, loaded_models
 from .results import RankedChunk, RankedResults, TrimResult
@@ -11,6 +12,9 @@ from .scorer import HeadScores, QRScorer, ScorerOutOfMemoryError
 
 __all__ = [
     "ConfigError",
+    "DetectionError",
+    "DetectionExample",
+    "HeadRanking",
     "HeadScores",
     "HeadSet",
     "HeadSetError",
@@ -23,6 +27,9 @@ __all__ = [
     "TrimResult",
     "available_head_sets",
     "clear_model_cache",
+    "detect_heads",
     "load_model",
     "loaded_models",
+    "rank_heads",
+    "score_heads",
 ]

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 SCRIPTS = ("llama_index_rag.py", "langchain_rag.py", "long_context_trim.py")
 TIMEOUT = 600
+EXECUTED = "quickstart.executed.ipynb"
 
 RUN_NOTEBOOK = """
 import sys, nbformat, nbclient
@@ -31,23 +32,26 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, subprocess.Popen[str]]]:
+def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("examples")
+
+
+@pytest.fixture(scope="module")
+def runs(out: Path) -> Iterator[dict[str, subprocess.Popen[str]]]:
     pytest.importorskip("llama_index.core")
     pytest.importorskip("langchain_classic")
     pytest.importorskip("nbclient")
-    out = tmp_path_factory.mktemp("examples")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
     procs: dict[str, subprocess.Popen[str]] = {}
     for name in SCRIPTS:
         procs[name] = subprocess.Popen([sys.executable, str(EXAMPLES / name)], cwd=out, env=env, text=True,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    executed = out / "quickstart.executed.ipynb"
+    executed = out / EXECUTED
     procs["quickstart.ipynb"] = subprocess.Popen(
         [sys.executable, "-c", RUN_NOTEBOOK, str(EXAMPLES / "quickstart.ipynb"), str(executed), str(EXAMPLES)],
         cwd=out, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
-    procs["quickstart.ipynb"].executed = executed  # type: ignore[attr-defined]
     yield procs
     for proc in procs.values():
         if proc.poll() is None:
@@ -84,9 +88,9 @@ def test_long_context_trim(runs) -> None:
     assert 0 < kept < total
 
 
-def test_quickstart_notebook(runs) -> None:
+def test_quickstart_notebook(runs, out: Path) -> None:
     finish(runs["quickstart.ipynb"])
-    nb = json.loads(runs["quickstart.ipynb"].executed.read_text())
+    nb = json.loads((out / EXECUTED).read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(c["execution_count"] for c in code)
     assert not [o for c in code for o in c["outputs"] if o["output_type"] == "error"]

@@ -326,6 +326,16 @@ class JsonlCache:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps({"key": key, "value": value}) + "\n")
 
+    def timed(self, key: str, fn: Callable[[], Any]) -> tuple[Any, float]:
+        """``fn()`` (cached) and the seconds it took when it was computed."""
+        hit = self.data.get(key)
+        if not (isinstance(hit, dict) and "seconds" in hit and "value" in hit):
+            t0 = time.perf_counter()
+            value = fn()
+            hit = {"value": value, "seconds": time.perf_counter() - t0}
+            self.put(key, hit)
+        return hit["value"], float(hit["seconds"])
+
     def get_or_compute(self, key: str, fn: Callable[[], Any]) -> Any:
         if key not in self.data:
             self.put(key, fn())

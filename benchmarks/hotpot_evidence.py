@@ -50,9 +50,8 @@ def method_scores(qs: list[dict], tag: str, scorer: Any, qr: M.QRMethods, hs_str
         timer.add("bm25", time.perf_counter() - t0)
         if dense is not None:
             key = H.cache_key("dense", qid)
-            t0 = time.perf_counter()
-            out["dense"][qid] = cache.get_or_compute(key, lambda q=q, t=texts: dense.scores(q["question"], t))
-            timer.add("dense", time.perf_counter() - t0)
+            out["dense"][qid], sec = cache.timed(key, lambda q=q, t=texts: dense.scores(q["question"], t))
+            timer.add("dense", sec)
         key = H.cache_key("qr", tag, qid)
         hit = cache.get(key)
         s, seconds = qr.scores(q["question"], paragraph_pairs(q), key=key)
@@ -71,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     p = H.common_parser(__doc__.splitlines()[0], limit=50)
     p.add_argument("--start", type=int, default=50, help="first question (0-49 were used for head detection)")
     p.add_argument("--llm-limit", type=int, default=10, help="questions for RankGPT/LLMRerank (0: skip)")
+    p.add_argument("--qr-only-latency", type=int, default=5, help="time QRHead alone on this many questions")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
     qs = questions(args.data_dir, args.start, args.limit)
@@ -85,6 +85,12 @@ def main(argv: list[str] | None = None) -> dict:
     hs_str = H.head_set_string(qr_heads)
     timer = H.Timer()
     scores = method_scores(qs, tag, scorer, qr, hs_str, args.no_progress, timer)
+    if not qr.same and args.qr_only_latency:  # QRHead alone stops at its deepest layer: time it on its own
+        only = QRScorer(H.resolve_model(args.model), heads=qr_heads, device="cpu")
+        for q in qs[: args.qr_only_latency]:
+            t0 = time.perf_counter()
+            only.score(q["question"], paragraph_pairs(q))
+            timer.add("qrhead alone", time.perf_counter() - t0)
     runs = {m: {qid: H.ranking_to_run([str(i) for i in range(len(s))], s) for qid, s in per.items()}
             for m, per in scores.items()}
 
@@ -113,7 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     lat = timer.summary()
     lat_key = {"bm25": "bm25", "dense": "dense", "all-heads": "all-heads + qrhead (one pass)",
-               "qrhead": "all-heads + qrhead (one pass)", "rankgpt": "rankgpt", "llmrerank": "llmrerank"}
+               "qrhead": "qrhead alone" if "qrhead alone" in lat else "all-heads + qrhead (one pass)",
+               "rankgpt": "rankgpt", "llmrerank": "llmrerank"}
     names = {"bm25": "BM25", "dense": "dense all-MiniLM-L6-v2", "all-heads": "all heads (ICR-style)",
              "qrhead": f"QRHead ({'= all heads' if qr.same else 'shipped heads'})", "rankgpt": "RankGPTRerank (LlamaIndex)",
              "llmrerank": "LLMRerank (LlamaIndex)"}

@@ -62,9 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
     for qid in H.progress(qids if args.dense_all else subset, desc="dense", disable=hide):
         ids, _, texts = docs_of(qid)
         key = H.cache_key("dense", args.k, args.words, qid)
-        t0 = time.perf_counter()
-        scores = cache.get_or_compute(key, lambda q=qid, t=texts: dense.scores(beir.queries[q], t))
-        timer.add("dense", time.perf_counter() - t0)
+        scores, sec = cache.timed(key, lambda q=qid, t=texts: dense.scores(beir.queries[q], t))
+        timer.add("dense", sec)
         runs["dense"][qid] = H.ranking_to_run(ids, scores)
 
     # -- attention scorers

@@ -98,6 +98,9 @@ def test_jsonl_cache_resumes(tmp_path: Path) -> None:
     assert again.get_or_compute("k", lambda: calls.append(1) or [3]) == [1, 2]
     assert len(calls) == 1
     assert H.cache_key("a", 1) == H.cache_key("a", 1) != H.cache_key("a", 2)
+    value, seconds = again.timed("t", lambda: [7])
+    assert value == [7] and seconds >= 0
+    assert H.JsonlCache(path).timed("t", lambda: [8]) == (value, seconds)  # cached with its timing
 
 
 def test_write_results_writes_json_and_markdown(tmp_path: Path) -> None:

@@ -63,7 +63,7 @@ QUESTIONS: list[tuple[str, list[str], int]] = [
 
 @pytest.fixture(scope="session")
 def scorer() -> QRScorer:
-    """The embedded model with all heads (the default until detected heads ship)."""
+    """The embedded model with its default head set (the detected smollm2-135m-instruct-mix, docs/heads.md)."""
     s = QRScorer(device="cpu")
     _ = s.loaded
     return s

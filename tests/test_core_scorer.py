@@ -35,7 +35,7 @@ def test_matches_slow_reference(scorer: QRScorer, reference: ReferenceScorer, qu
 
 
 def test_matches_reference_without_calibration(reference: ReferenceScorer, questions) -> None:
-    fast = QRScorer(device="cpu", calibrate=False)
+    fast = QRScorer(device="cpu", calibrate=False, heads="all")  # the reference's head set
     query, chunks, _ = questions[0]
     _close(fast.score(query, chunks), reference.score(query, chunks, calibrate=False))
 
@@ -59,14 +59,17 @@ def test_gold_chunk_ranks_first(scorer: QRScorer, questions) -> None:
         assert scorer.rank(query, chunks).indices[0] == gold, query
 
 
-def test_calibration_matters(scorer: QRScorer, questions) -> None:
-    uncal = QRScorer(device="cpu", calibrate=False)
-    hits_cal = sum(scorer.rank(q, c).indices[0] == g for q, c, g in questions)
+def test_calibration_matters(questions) -> None:
+    # all heads (ICR-style): without the null-query calibration the top chunk is mostly wrong. The detected
+    # default set already ranks these easy questions right without it (docs/heads.md), so pin all heads here.
+    cal = QRScorer(device="cpu", heads="all")
+    uncal = QRScorer(device="cpu", calibrate=False, heads="all")
+    hits_cal = sum(cal.rank(q, c).indices[0] == g for q, c, g in questions)
     hits_uncal = sum(uncal.rank(q, c).indices[0] == g for q, c, g in questions)
     assert hits_cal == len(questions)
     assert hits_uncal < hits_cal
     q, c, _ = questions[0]
-    assert scorer.score(q, c) != uncal.score(q, c)
+    assert cal.score(q, c) != uncal.score(q, c)
 
 
 def test_scores_are_plain_floats(scorer: QRScorer, questions) -> None:

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--reference-max", type=int, default=2048)
     p.add_argument("--plain-max", type=int, default=32768)
+    p.add_argument("--skip", nargs="*", default=["scorer(all heads)"], help="methods of benchmarks.speed to leave out")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
     from benchmarks import speed as S
@@ -36,9 +37,45 @@ def main(argv: list[str] | None = None) -> dict:
     scorer, all_heads, reference, deepest = S.build(sargs)
     lm = scorer.loaded
     rows: list[dict[str, Any]] = []
+    def report(lengths: list[int]) -> dict:
+        by = {(r["target"], r["method"]): r for r in rows}
+
+        def sec(r: dict | None) -> float:
+            return r["seconds"] if r else float("nan")
+
+        def mib(r: dict | None) -> float:
+            return r["peak_mib"] if r else float("nan")
+
+        table_rows = []
+        for length in lengths:
+            s, pd, pa, ref = (by.get((length, m)) for m in ("scorer", "plain@deepest", "plain@all", "reference"))
+            table_rows.append([s["tokens"] if s else length, sec(s), sec(pd), sec(pa), sec(ref),
+                               sec(s) / sec(pd) if pd else float("nan"), mib(s), mib(pd), mib(ref)])
+        hs = scorer.head_set
+        table = (f"model {tag} ({lm.num_layers} layers, window {scorer.window_tokens} tokens), heads: "
+                 f"{'all' if hs.is_all else str(len(hs.heads)) + ' heads'}, deepest layer {deepest}; CPU, one run per cell\n\n"
+                 + H.markdown_table(["tokens", "scorer s", "plain@deepest s", "plain@all s", "reference s",
+                                     "scorer / plain@deepest", "scorer MiB", "plain@deepest MiB", "reference MiB"],
+                                    table_rows, digits=2))
+        xs = [r[0] for r in table_rows]
+        H.line_plot(xs, {"scorer": [r[1] for r in table_rows], "plain forward to deepest head": [r[2] for r in table_rows],
+                         "plain forward, all layers": [r[3] for r in table_rows], "slow reference": [r[4] for r in table_rows]},
+                    f"{tag}: time vs context length (CPU)", H.IMG_DIR / f"cost_time_{tag}.png", "prompt tokens", "seconds", logy=True)
+        H.line_plot(xs, {"scorer": [r[6] for r in table_rows], "plain forward to deepest head": [r[7] for r in table_rows],
+                         "slow reference": [r[8] for r in table_rows]},
+                    f"{tag}: peak memory growth vs context length (CPU)", H.IMG_DIR / f"cost_memory_{tag}.png",
+                    "prompt tokens", "MiB", logy=True)
+        payload = {"settings": vars(args) | {"data_dir": str(args.data_dir)}, "deepest_layer": deepest,
+                   "window_tokens": scorer.window_tokens, "rows": rows,
+                   "plots": [f"docs/img/cost_time_{tag}.png", f"docs/img/cost_memory_{tag}.png"]}
+        H.write_results(name, payload, table)
+        print(table)
+        return payload
+
     warmed = False
     for length in H.progress(args.lengths, desc=f"cost {tag}", disable=args.no_progress):
         n_tokens, methods = S.methods_for(length, sargs, scorer, all_heads, reference, deepest)
+        methods = {k: v for k, v in methods.items() if k not in args.skip}
         if length > args.plain_max:
             methods = {k: v for k, v in methods.items() if not k.startswith("plain")}
         if not warmed:  # one untimed call of each at the first length (lazy allocations, kernel selection)
@@ -55,40 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append({"target": length, "tokens": n_tokens, "method": m, "seconds": min(times), "all_seconds": times,
                          "peak_mib": max(peaks), "load_average": H.environment()["load_average"]})
             print(rows[-1], flush=True)
+        report([x for x in args.lengths if x <= length])  # partial results survive an interrupted run
 
-    by = {(r["target"], r["method"]): r for r in rows}
-
-    def sec(r: dict | None) -> float:
-        return r["seconds"] if r else float("nan")
-
-    def mib(r: dict | None) -> float:
-        return r["peak_mib"] if r else float("nan")
-
-    table_rows = []
-    for length in args.lengths:
-        s, pd, pa, ref = (by.get((length, m)) for m in ("scorer", "plain@deepest", "plain@all", "reference"))
-        table_rows.append([s["tokens"] if s else length, sec(s), sec(pd), sec(pa), sec(ref),
-                           sec(s) / sec(pd) if pd else float("nan"), mib(s), mib(pd), mib(ref)])
-    hs = scorer.head_set
-    table = (f"model {tag} ({lm.num_layers} layers, window {scorer.window_tokens} tokens), heads: "
-             f"{'all' if hs.is_all else str(len(hs.heads)) + ' heads'}, deepest layer {deepest}; CPU, one run per cell\n\n"
-             + H.markdown_table(["tokens", "scorer s", "plain@deepest s", "plain@all s", "reference s",
-                                 "scorer / plain@deepest", "scorer MiB", "plain@deepest MiB", "reference MiB"],
-                                table_rows, digits=2))
-    xs = [r[0] for r in table_rows]
-    H.line_plot(xs, {"scorer": [r[1] for r in table_rows], "plain forward to deepest head": [r[2] for r in table_rows],
-                     "plain forward, all layers": [r[3] for r in table_rows], "slow reference": [r[4] for r in table_rows]},
-                f"{tag}: time vs context length (CPU)", H.IMG_DIR / f"cost_time_{tag}.png", "prompt tokens", "seconds", logy=True)
-    H.line_plot(xs, {"scorer": [r[6] for r in table_rows], "plain forward to deepest head": [r[7] for r in table_rows],
-                     "slow reference": [r[8] for r in table_rows]},
-                f"{tag}: peak memory growth vs context length (CPU)", H.IMG_DIR / f"cost_memory_{tag}.png",
-                "prompt tokens", "MiB", logy=True)
-    payload = {"settings": vars(args) | {"data_dir": str(args.data_dir)}, "deepest_layer": deepest,
-               "window_tokens": scorer.window_tokens, "rows": rows,
-               "plots": [f"docs/img/cost_time_{tag}.png", f"docs/img/cost_memory_{tag}.png"]}
-    H.write_results(name, payload, table)
-    print(table)
-    return payload
+    return report(args.lengths)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--fuzz", type=int, default=300, help="random inputs in the fuzz run")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--long-words", type=int, default=37000, help="words of the long chunk (about 50k tokens)")
+    p.add_argument("--long-words", type=int, default=48000, help="words of the long chunk (about 50k tokens)")
     p.add_argument("--out", default="stress")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)

@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     scorer, all_heads, reference, deepest = build(args)
     lm = scorer.loaded
     rows: list[dict[str, Any]] = []
+    result: dict[str, Any] = {}
     bar = tqdm(total=len(args.lengths) * (args.repeats + 1), desc="speed", unit="round")
     for length in args.lengths:
         n_tokens, methods = methods_for(length, args, scorer, all_heads, reference, deepest)
@@ -224,7 +225,14 @@ def main(argv: list[str] | None = None) -> None:
             rows.append({"tokens": n_tokens, "target": length, "method": name,
                          "seconds": statistics.median(times), "all_seconds": times, "peak_mib": peak})
         bar.update(1)
+        result = save(args, scorer, deepest, rows)  # after every length, so a long run keeps what it measured
     bar.close()
+    print(markdown(result))
+
+
+def save(args: argparse.Namespace, scorer: QRScorer, deepest: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write the result JSON; rows of other lengths already in ``--out`` (same model and heads) are kept."""
+    lm = scorer.loaded
     result = {
         "model": lm.name, "device": str(lm.device), "dtype": str(lm.dtype), "heads": scorer.head_set.to_string(),
         "deepest_layer": deepest, "num_layers": lm.num_layers, "repeats": args.repeats,
@@ -232,9 +240,14 @@ def main(argv: list[str] | None = None) -> None:
                     "transformers": __import__("transformers").__version__},
         "rows": rows,
     }
+    if args.out.is_file():
+        old = json.loads(args.out.read_text())
+        if old.get("model") == result["model"] and old.get("heads") == result["heads"]:
+            mine = {r["target"] for r in rows}
+            result["rows"] = [r for r in old["rows"] if r["target"] not in mine] + rows
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(markdown(result))
+    return result
 
 
 def markdown(result: dict[str, Any]) -> str:

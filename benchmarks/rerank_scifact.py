@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"{m}: {s['no_usable_answer']}/{s['queries']} queries with no usable ranking in the answer" for m, s in parse_summary.items())
     payload = {"settings": vars(args) | {"data_dir": str(args.data_dir)}, "heads": hs_str, "heads_note": heads_note,
                "results": results, "latency": lat, "llm_parse": parse_summary}
-    last = results[-1]["queries"]  # the like-for-like group with the most methods
+    sized = [r for r in results if r["method"] == "qrhead"]
+    last = max(sized, key=lambda r: r["n"])["queries"] if sized else results[-1]["queries"]  # the largest QR group
     groups = {m: {names[r["method"]]: r[m] for r in results if r["queries"] == last} for m in METRICS}
     img = H.bar_plot(groups, f"SciFact re-ranking, {tag}, {last} test queries, BM25 top-{args.k}", H.IMG_DIR / f"{name}.png",
                      "score")

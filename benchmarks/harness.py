@@ -209,17 +209,9 @@ def budget_select(scores: Sequence[float], counts: Sequence[int], max_tokens: in
         >>> budget_select([0.1, 0.9, 0.5], [10, 600, 500], max_tokens=1000)
         [1, 0]
     """
-    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-    kept: list[int] = []
-    used = 0
-    for i in order:
-        if top_n is not None and len(kept) >= top_n:
-            break
-        if max_tokens is not None and used + counts[i] > max_tokens:
-            continue
-        kept.append(i)
-        used += counts[i]
-    return kept
+    from qr_integrations.core.scorer import select_within_budget
+
+    return select_within_budget(scores, counts, max_tokens, top_n)
 
 
 def normalize_answer(s: str) -> str:

@@ -116,6 +116,29 @@ def chunk_scores(vectors: torch.Tensor, spans: Sequence[tuple[int, int]], outlie
     return out
 
 
+def select_within_budget(
+    scores: Sequence[float], counts: Sequence[int], max_tokens: int | None, top_n: int | None = None
+) -> list[int]:
+    """Indices that :meth:`QRScorer.trim` keeps: best first (ties by position), at most ``top_n``, and a
+    chunk that would overflow ``max_tokens`` is skipped while smaller ones after it may still fit.
+
+    Example:
+        >>> select_within_budget([0.1, 0.9, 0.5], [10, 600, 500], max_tokens=1000)
+        [1, 0]
+    """
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    kept: list[int] = []
+    used = 0
+    for i in order:
+        if top_n is not None and len(kept) >= top_n:
+            break
+        if max_tokens is not None and used + counts[i] > max_tokens:
+            continue
+        kept.append(i)
+        used += counts[i]
+    return kept
+
+
 class QRScorer:
     """Zero-shot relevance scores from a decoder LLM's query-focused retrieval heads.
 
@@ -534,16 +557,7 @@ class QRScorer:
         texts = [(f"{t}\n{x}" if t else x) for t, x in norm]
         scores = self.score(query, chunks) if norm else []
         counts = [self.count_tokens(t) for t in texts]
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        kept: list[int] = []
-        used = 0
-        for i in order:
-            if top_n is not None and len(kept) >= top_n:
-                break
-            if max_tokens is not None and used + counts[i] > max_tokens:
-                continue
-            kept.append(i)
-            used += counts[i]
+        kept = select_within_budget(scores, counts, max_tokens, top_n)
         if keep_order:
             kept.sort()
         return TrimResult(

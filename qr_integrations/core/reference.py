@@ -11,6 +11,7 @@ method written the plain way; :class:`~qr_integrations.QRScorer` must agree with
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 
@@ -45,7 +46,7 @@ class ReferenceScorer:
             weights = output[1]  # (1, heads, T, T) softmax probabilities from eager attention
             rows.append(weights[0, :, prefix_len:, :prefix_len].float().mean(dim=1))
 
-        attn_modules = [layer.self_attn for layer in self.loaded_layers()]
+        attn_modules = [cast(torch.nn.Module, layer.self_attn) for layer in self.loaded_layers()]
         handles = [m.register_forward_hook(keep_query_rows) for m in attn_modules]
         try:
             with torch.inference_mode():

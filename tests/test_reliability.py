@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,17 @@ from qr_integrations.core.prompt import INSTRUCTION, clean_text
 
 FAST_HEADS = "1-0,2-3,3-5"  # early exit after layer 3 of 30
 QUERY = "Which fruit is rich in potassium?"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """One intra-op thread while this module runs (restored after): its many small forward passes are as
+    fast on one thread alone, and several times faster on a CPU shared with other jobs, where extra torch
+    threads only wait for cores (see docs/reliability.md, Known limits)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 CHUNKS = [
     "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France.",
     "Bananas are an excellent source of potassium and vitamin B6.",
@@ -368,7 +379,8 @@ def test_scores_are_bit_identical_across_processes(fast: QRScorer) -> None:
         "q, chunks, heads = json.loads(sys.stdin.read())\n"
         "print(json.dumps([x.hex() for x in QRScorer(device='cpu', heads=heads).score(q, chunks)]))\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the same thread count as this process
     out = subprocess.run([sys.executable, "-c", code], input=json.dumps([QUERY, CHUNKS, FAST_HEADS]),
                          capture_output=True, text=True, env=env, timeout=300, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == here

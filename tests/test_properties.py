@@ -11,11 +11,9 @@ from __future__ import annotations
 import copy
 import math
 import string
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,15 +42,7 @@ chunk_lists = st.lists(chunk_text, min_size=1, max_size=6)
 queries = st.lists(piece, min_size=1, max_size=3).map("".join).filter(lambda q: q.strip() != "")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """One intra-op thread while this module runs (restored after): its many small forward passes are as
-    fast on one thread alone, and several times faster on a CPU shared with other jobs, where extra torch
-    threads only wait for cores (see docs/reliability.md, Known limits)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

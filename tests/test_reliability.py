@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,15 +33,7 @@ FAST_HEADS = "1-0,2-3,3-5"  # early exit after layer 3 of 30
 QUERY = "Which fruit is rich in potassium?"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """One intra-op thread while this module runs (restored after): its many small forward passes are as
-    fast on one thread alone, and several times faster on a CPU shared with other jobs, where extra torch
-    threads only wait for cores (see docs/reliability.md, Known limits)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CHUNKS = [
     "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France.",
     "Bananas are an excellent source of potassium and vitamin B6.",

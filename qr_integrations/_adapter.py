@@ -9,14 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 from typing_extensions import Self
 
-from .core.config import ConfigError, ScorerConfig
+from .core.config import ConfigError, ScorerConfig, read_config_mapping
 from .core.heads import HeadSet
 from .core.models import DEFAULT_MODEL
 from .core.scorer import QRScorer
@@ -28,25 +26,7 @@ OPTION_KEYS = tuple(k for k in SCORER_KEYS if k not in _MODEL_FIELDS)
 
 def read_config(source: ScorerConfig | Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
     """A config as a plain dict: from a :class:`ScorerConfig`, a mapping, a YAML/JSON file, or YAML/JSON text."""
-    if isinstance(source, ScorerConfig):
-        return source.to_dict()
-    if isinstance(source, Mapping):
-        return dict(source)
-    text = os.fspath(source)
-    path = Path(text).expanduser()
-    if path.suffix.lower() in {".yaml", ".yml", ".json"}:
-        if not path.is_file():
-            raise ConfigError(f"config file {text!r} does not exist")
-        text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)  # YAML is a superset of JSON
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config does not parse as YAML or JSON: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"a config must be a mapping of keys to values, got {type(data).__name__}")
-    return dict(data)
+    return source.to_dict() if isinstance(source, ScorerConfig) else read_config_mapping(source)
 
 
 class QRHeadSettings(BaseModel):

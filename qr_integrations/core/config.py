@@ -24,6 +24,38 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or of the wrong type."""
 
 
+def _parse_mapping(text: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)  # YAML is a superset of JSON
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config does not parse as YAML or JSON: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a config must be a mapping of keys to values, got {type(data).__name__}")
+    return dict(data)
+
+
+def read_config_mapping(source: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
+    """A config as a plain dict, from a mapping, a ``.yaml``/``.yml``/``.json`` file, or YAML/JSON text.
+
+    Keys are not checked here (the scorer and each adapter accept different keys).
+
+    Example:
+        >>> read_config_mapping("heads: all\\ntop_n: 3")
+        {'heads': 'all', 'top_n': 3}
+    """
+    if isinstance(source, Mapping):
+        return dict(source)
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    if path.suffix.lower() in {".yaml", ".yml", ".json"}:
+        if not path.is_file():
+            raise ConfigError(f"config file {text!r} does not exist")
+        text = path.read_text(encoding="utf-8")
+    return _parse_mapping(text)
+
+
 @dataclass(frozen=True)
 class ScorerConfig:
     """Settings of a :class:`~qr_integrations.QRScorer`.
@@ -119,11 +151,7 @@ class ScorerConfig:
     @classmethod
     def from_yaml(cls, text: str) -> ScorerConfig:
         """Build from YAML text (use :meth:`load` for a file)."""
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config YAML does not parse: {exc}") from exc
-        return cls.from_dict(data or {})
+        return cls.from_dict(_parse_mapping(text))
 
     @classmethod
     def load(cls, source: ScorerConfig | Mapping[str, Any] | str | os.PathLike[str]) -> ScorerConfig:
@@ -135,16 +163,7 @@ class ScorerConfig:
         """
         if isinstance(source, ScorerConfig):
             return source
-        if isinstance(source, Mapping):
-            return cls.from_dict(source)
-        text = os.fspath(source)
-        path = Path(text).expanduser()
-        if path.suffix.lower() in {".yaml", ".yml", ".json"}:
-            if not path.is_file():
-                raise ConfigError(f"config file {text!r} does not exist")
-            body = path.read_text(encoding="utf-8")
-            return cls.from_json(body) if path.suffix.lower() == ".json" else cls.from_yaml(body)
-        return cls.from_yaml(text)  # YAML is a superset of JSON
+        return cls.from_dict(read_config_mapping(source))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping (JSON/YAML-safe)."""

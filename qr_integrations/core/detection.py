@@ -389,8 +389,8 @@ def rank_heads(
         >>> import numpy as np
         >>> scores = [np.array([[0.2, 0.1, 0.7], [0.9, 0.0, 0.1]])]  # 2 heads x 3 chunks, 1 example
         >>> r = rank_heads(scores, [[0, 0, 1]], heads=[(0, 0), (0, 1)])
-        >>> r.top(2)
-        [((0, 0), 1.0), ((0, 1), 0.5)]
+        >>> [(head, round(value, 3)) for head, value in r.top(2)]  # head (0, 1) puts the relevant chunk 2nd
+        [((0, 0), 1.0), ((0, 1), 0.631)]
     """
     key = check_metric(metric)
     head_list = [(int(a), int(b)) for a, b in heads]

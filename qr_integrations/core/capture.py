@@ -5,8 +5,12 @@ mask builder under the same name in ``AttentionMaskInterface``).  It always comp
 with transformers' own SDPA function, so the model runs exactly as with ``attn_implementation="sdpa"``.
 When a capture is active (a :class:`CaptureState` in the context variable) and the layer holds selected
 heads, it additionally computes, for those heads only, the softmax attention of the query-span rows over
-all keys and keeps the mean over those rows for the context tokens.  That is ``heads x context`` floats
-per layer: nothing of size ``tokens x tokens`` is stored.
+all keys and keeps the sum over those rows for the context tokens.  That is ``batch x heads x context``
+floats per layer: nothing of size ``tokens x tokens`` is stored.  ``CaptureState.rows`` names the rows of
+each batch element to capture, so one pass can capture the tail of a long prompt (the scorer's prefix pass
+captures the instruction rows that the query and the null query share), or a right-padded batch (the
+scorer's query and null-query tails run as one batch of two; causal attention keeps the padding out of the
+real rows).
 
 Early exit: a forward hook on each decoder layer raises :class:`EarlyExit` after the deepest layer that
 holds a selected head, so deeper layers (and the LM head) are never computed.
@@ -44,7 +48,10 @@ class CaptureState:
         capture: whether this pass captures (``False`` for the prefix pass, which only fills the cache).
         total_len: tokens in the sequence once the current pass is done (cache + new tokens); a
             sliding-window layer sees only its last keys, and this places them at their positions.
-        out: layer index -> ``(n_selected_heads, context_len)`` float32 mean attention of the query rows.
+        rows: per batch element, the ``[start, end)`` range of this pass's new tokens whose rows are captured
+            (padding or earlier tokens outside it); ``None``: every row of every element.
+        out: layer index -> ``(batch, n_selected_heads, context_len)`` float32 attention summed over the
+            captured rows.
     """
 
     heads_by_layer: dict[int, torch.Tensor]
@@ -52,6 +59,7 @@ class CaptureState:
     stop_after_layer: int | None
     capture: bool = True
     total_len: int = 0
+    rows: tuple[tuple[int, int], ...] | None = None
     out: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
@@ -76,43 +84,56 @@ def query_attention(
     context_len: int,
     sliding_window: int | None = None,
     key_offset: int = 0,
+    rows: tuple[tuple[int, int], ...] | None = None,
 ) -> torch.Tensor:
-    """Mean softmax attention of every query row over the first ``context_len`` keys, per selected head.
+    """Softmax attention of query rows over the first ``context_len`` keys, summed over rows, per selected head.
 
     Args:
-        query: ``(1, num_heads, q_len, head_dim)`` post-RoPE query states of the new tokens.
-        key: ``(1, num_kv_heads, kv_len, head_dim)`` post-RoPE key states, cache included.
+        query: ``(batch, num_heads, q_len, head_dim)`` post-RoPE query states of the new tokens.
+        key: ``(batch, num_kv_heads, kv_len, head_dim)`` post-RoPE key states, cache included.
         heads: indices of the query heads to compute.
         scaling: the softmax scale (``1/sqrt(head_dim)`` when ``None``).
         context_len: number of leading keys to return.
         sliding_window: the layer's window, if it uses one.
         key_offset: absolute position of ``key``'s first entry (non-zero when a sliding-window cache
             hands the layer only its most recent keys).
+        rows: per batch element, the ``[start, end)`` range of the ``q_len`` new rows to sum over;
+            ``None`` sums all rows of every element. Only those rows are computed.
 
     Returns:
-        ``(len(heads), context_len)`` float32 tensor over absolute positions ``0 .. context_len - 1``
-        (zero where the layer saw no key). The query rows are the *last* ``q_len`` positions, so row
+        ``(batch, len(heads), context_len)`` float32 tensor over absolute positions ``0 .. context_len - 1``
+        (zero where the layer saw no key). The new rows are the *last* ``q_len`` positions, so row
         ``i`` sees keys ``0 .. kv_len - q_len + i`` of ``key`` (causal).
+
+    Example:
+        >>> q, k = torch.randn(2, 4, 3, 8), torch.randn(2, 2, 10, 8)
+        >>> out = query_attention(q, k, torch.tensor([0, 3]), None, context_len=7, rows=((0, 3), (1, 2)))
+        >>> out.shape
+        torch.Size([2, 2, 7])
     """
-    num_heads, num_kv = query.shape[1], key.shape[1]
-    groups = num_heads // num_kv
-    q = query[0].index_select(0, heads).float()
-    k = key[0].index_select(0, torch.div(heads, groups, rounding_mode="floor")).float()
-    scale = scaling if scaling is not None else 1.0 / math.sqrt(q.shape[-1])
-    logits = torch.matmul(q, k.transpose(-1, -2)) * scale
-    q_len, kv_len = q.shape[1], k.shape[1]
-    rows = torch.arange(q_len, device=q.device)[:, None] + (kv_len - q_len)
-    cols = torch.arange(kv_len, device=q.device)[None, :]
-    hidden = cols > rows
-    if sliding_window:
-        hidden = hidden | (cols <= rows - sliding_window)
-    logits = logits.masked_fill(hidden, float("-inf"))
-    mean = torch.softmax(logits, dim=-1).mean(dim=1)
+    batch, num_heads, q_len, _ = query.shape
+    groups = num_heads // key.shape[1]
+    kv_len = key.shape[2]
+    kv_heads = torch.div(heads, groups, rounding_mode="floor")
+    scale = scaling if scaling is not None else 1.0 / math.sqrt(query.shape[-1])
+    spans = rows if rows is not None else ((0, q_len),) * batch
+    cols = torch.arange(kv_len, device=query.device)[None, :]
+    sums = []
+    for b, (start, end) in enumerate(spans):
+        q = query[b, :, start:end].index_select(0, heads).float()
+        k = key[b].index_select(0, kv_heads).float()
+        logits = torch.matmul(q, k.transpose(-1, -2)) * scale
+        row_pos = torch.arange(start, end, device=query.device)[:, None] + (kv_len - q_len)
+        hidden = cols > row_pos
+        if sliding_window:
+            hidden = hidden | (cols <= row_pos - sliding_window)
+        sums.append(torch.softmax(logits.masked_fill(hidden, float("-inf")), dim=-1).sum(dim=1))
+    total = torch.stack(sums)
     if key_offset == 0:
-        return mean[:, :context_len]
-    out = mean.new_zeros(mean.shape[0], context_len)
+        return total[..., :context_len]
+    out = total.new_zeros(total.shape[0], total.shape[1], context_len)
     take = max(0, min(kv_len, context_len - key_offset))
-    out[:, key_offset : key_offset + take] = mean[:, :take]
+    out[..., key_offset : key_offset + take] = total[..., :take]
     return out
 
 
@@ -140,7 +161,7 @@ def qr_attention_forward(
             window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
             offset = max(0, state.total_len - key.shape[-2])
             state.out[layer] = query_attention(  # type: ignore[index]
-                query, key, heads.to(query.device), scaling, state.context_len, window, offset
+                query, key, heads.to(query.device), scaling, state.context_len, window, offset, state.rows
             )
     return output
 

@@ -183,6 +183,47 @@ def evaluate(
     return mean, per_query
 
 
+def paired_tests(
+    qrels: Mapping[str, Mapping[str, int]],
+    runs: Mapping[str, Mapping[str, Mapping[str, float]]],
+    target: str,
+    metric: str,
+) -> dict[str, dict[str, Any]]:
+    """``target`` against every other run on ``metric``: ranx's two-sided paired randomization test.
+
+    ranx's Fisher randomization test (1,000 permutations, fixed seed) over the queries the runs share;
+    returns, per other run, the p-value and the target's wins/ties/losses per query.
+
+    Example:
+        >>> qrels = {"a": {"x": 1}, "b": {"y": 1}}
+        >>> runs = {"good": {"a": {"x": 2, "y": 1}, "b": {"x": 1, "y": 2}}, "bad": {"a": {"x": 1, "y": 2}, "b": {"x": 2, "y": 1}}}
+        >>> paired_tests(qrels, runs, "good", "ndcg@10")["bad"]["wins_ties_losses"]
+        [2, 0, 0]
+    """
+    from ranx import Qrels, Run, compare
+
+    shared = set.intersection(*(set(r) for r in runs.values()))
+    qids = sorted(q for q in shared if q in qrels and any(v > 0 for v in qrels[q].values()))
+    q = Qrels({qid: {d: int(r) for d, r in qrels[qid].items()} for qid in qids})
+    ranx_runs = [Run({qid: {d: float(s) for d, s in run[qid].items()} for qid in qids}, name=name) for name, run in runs.items()]
+    report = compare(q, ranx_runs, [metric], stat_test="fisher", max_p=0.05).to_dict()
+    out = {}
+    for other in runs:
+        if other == target:
+            continue
+        wtl = report[target]["win_tie_loss"][other][metric]
+        out[other] = {"p": float(report[target]["comparisons"][other][metric]), "n": len(qids),
+                      "wins_ties_losses": [int(wtl["W"]), int(wtl["T"]), int(wtl["L"])]}
+    return out
+
+
+def describe_tests(tests: Mapping[str, Mapping[str, Any]], names: Mapping[str, str], target: str, metric: str) -> str:
+    """One Markdown line that reports :func:`paired_tests`."""
+    parts = [f"{names[o]} p = {t['p']:.3f} (wins/ties/losses {'/'.join(map(str, t['wins_ties_losses']))})" for o, t in tests.items()]
+    n = next(iter(tests.values()))["n"] if tests else 0
+    return f"Paired randomization test of {target} against each method, {metric}, {n} queries (ranx, Fisher): " + "; ".join(parts)
+
+
 def ranking_to_run(ids: Sequence[str], scores: Sequence[float]) -> dict[str, float]:
     """Scores as a ranx run entry; ties are broken by input position (earlier first)."""
     n = len(ids)

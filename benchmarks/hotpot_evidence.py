@@ -150,8 +150,11 @@ def main(argv: list[str] | None = None) -> dict:
         table += "\n\nLLM re-ranker answers: " + "; ".join(
             f"{m}: {s['no_usable_answer']}/{s['questions']} questions with no usable ranking in the answer"
             for m, s in parse_summary.items())
+    tests = H.paired_tests(qrels, {m: {q: runs[m][q] for q in qids} for m in ("bm25", "dense", "all-heads", "qrhead")},
+                           "qrhead", "recall@2")
+    table += "\n\n" + H.describe_tests(tests, names, "QRHead", "Recall@2")
     payload = {"settings": vars(args) | {"data_dir": str(args.data_dir)}, "heads": hs_str, "heads_note": heads_note,
-               "results": results, "latency": lat, "llm_parse": parse_summary}
+               "results": results, "latency": lat, "llm_parse": parse_summary, "paired_tests_recall@2": tests}
     first = results[0]["questions"]
     groups = {m: {names[r["method"]]: r[m] for r in results if r["questions"] == first} for m in METRICS}
     img = H.bar_plot(groups, f"HotpotQA supporting-paragraph recall, {tag}, questions {first}", H.IMG_DIR / f"{name}.png",

@@ -166,8 +166,11 @@ def main(argv: list[str] | None = None) -> dict:
     if parse_summary:
         table += "\n\nLLM re-ranker answers: " + "; ".join(
             f"{m}: {s['no_usable_answer']}/{s['queries']} queries with no usable ranking in the answer" for m, s in parse_summary.items())
+    tests = H.paired_tests(beir.qrels, {m: {q: runs[m][q] for q in subset} for m in ("bm25", "dense", "all-heads", "qrhead")},
+                           "qrhead", "ndcg@10")
+    table += "\n\n" + H.describe_tests(tests, names, "QRHead", "nDCG@10")
     payload = {"settings": vars(args) | {"data_dir": str(args.data_dir)}, "heads": hs_str, "heads_note": heads_note,
-               "results": results, "latency": lat, "llm_parse": parse_summary}
+               "results": results, "latency": lat, "llm_parse": parse_summary, "paired_tests_ndcg@10": tests}
     sized = [r for r in results if r["method"] == "qrhead"]
     last = max(sized, key=lambda r: r["n"])["queries"] if sized else results[-1]["queries"]  # the largest QR group
     groups = {m: {names[r["method"]]: r[m] for r in results if r["queries"] == last} for m in METRICS}

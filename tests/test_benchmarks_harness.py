@@ -124,3 +124,19 @@ def test_heatmap_writes_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     out = H.heatmap([[1.0, 0.5], [0.0, float("nan")]], ["2k", "4k"], ["0%", "100%"], "t", tmp_path / "h.png")
     assert out.is_file() and out.stat().st_size > 1000
+
+
+def test_paired_tests_tell_a_real_gap_from_noise() -> None:
+    qids = [f"q{i}" for i in range(30)]
+    qrels = {q: {"gold": 1} for q in qids}
+    best = {q: {"gold": 3.0, "a": 2.0, "b": 1.0} for q in qids}  # gold first everywhere
+    worst = {q: {"gold": 1.0, "a": 3.0, "b": 2.0} for q in qids}  # gold last everywhere
+    coin = {q: (best[q] if i % 2 else worst[q]) for i, q in enumerate(qids)}  # first on half of them
+    coin_shifted = {q: (worst[q] if i % 2 else best[q]) for i, q in enumerate(qids)}
+    tests = H.paired_tests(qrels, {"best": best, "worst": worst, "coin": coin}, "best", "ndcg@10")
+    assert tests["worst"]["wins_ties_losses"] == [30, 0, 0] and tests["worst"]["p"] < 0.01
+    assert tests["coin"]["wins_ties_losses"] == [15, 15, 0]
+    even = H.paired_tests(qrels, {"coin": coin, "shifted": coin_shifted}, "coin", "ndcg@10")["shifted"]
+    assert even["wins_ties_losses"] == [15, 0, 15] and even["p"] > 0.5
+    line = H.describe_tests(tests, {"worst": "W", "coin": "C"}, "best", "nDCG@10")
+    assert "W p = 0.0" in line and "30 queries" in line

@@ -6,9 +6,9 @@ The method (QRHead, arXiv 2506.09944), as steps of this module:
 2. forward with capture (:mod:`.capture`): the prefix (template + chunks) runs once and fills a KV cache,
    stopping after the deepest selected layer; the query span then runs over that cache and the attention
    of its rows over the context is captured for the selected heads;
-3. calibrate: the null query (``"N/A"``) runs over the same cache, batched with the query (one call),
-   and its attention is subtracted; the instruction rows the two share are captured once, at the end of
-   the prefix pass;
+3. calibrate: the null query (``"N/A"``) runs over the same cache (cropped back after the query), and
+   its attention is subtracted; the instruction rows the two share are captured once, at the end of the
+   prefix pass, so only the differing tails run again;
 4. aggregate: the selected heads' calibrated vectors are summed;
 5. per chunk: tokens below ``mean - 2 std`` of the chunk are dropped, the rest summed.
 
@@ -272,32 +272,33 @@ class QRScorer:
         suffixes = [enc.query_ids, enc.null_ids] if self.config.calibrate else [enc.query_ids]
         # The query span's leading instruction is the same tokens for the query and the null query, and
         # causal attention gives its rows the same values in both: capture them once, at the end of the
-        # prefix pass. Then the tails (query text + turn end) run over the cache as one batch, the shorter
-        # right-padded (padding comes after the real tokens, so it never reaches a captured row).
+        # prefix pass. Then each tail (query text or null query, and the turn end) runs over the cache,
+        # which is cropped back to the shared part in between. (Batching the two tails would save a pass
+        # but needs a second copy of the cache: twice the memory for the same result.)
         shared = 0
         limit = min(len(ids) for ids in suffixes) - 1
         while shared < limit and all(ids[shared] == suffixes[0][shared] for ids in suffixes):
             shared += 1
         head_ids = enc.prefix_ids + enc.query_ids[:shared]
-        tails = [ids[shared:] for ids in suffixes]
-        width = max(len(t) for t in tails)
-        batch = [t + [t[-1]] * (width - len(t)) for t in tails]
         state = CaptureState(heads_by_layer=tensors, context_len=prefix_len, stop_after_layer=deepest,
                              capture=shared > 0, total_len=len(head_ids), rows=((prefix_len, len(head_ids)),))
         order = sorted(tensors)
+        means = []
         with lm.lock, torch.inference_mode(), capturing(state):
             cache = DynamicCache(config=lm.model.config)
+            cache.activate_past_recording()  # sliding-window layers keep their past so the crop below works
             self._run([head_ids], cache)
             common = torch.cat([state.out[layer] for layer in order], dim=1)[0] if shared else 0.0
-            if len(batch) > 1:
-                cache.batch_repeat_interleave(len(batch))
-            state.capture, state.out = True, {}
-            state.total_len = len(head_ids) + width
-            state.rows = tuple((0, len(t)) for t in tails)
-            self._run(batch, cache)
-            tail = torch.cat([state.out[layer] for layer in order], dim=1)
+            state.capture, state.rows = True, None
+            for i, ids in enumerate(suffixes):
+                if i:
+                    cache.crop(-(len(suffixes[i - 1]) - shared))
+                state.out = {}
+                state.total_len = len(head_ids) + len(ids) - shared
+                self._run([ids[shared:]], cache)
+                tail = torch.cat([state.out[layer] for layer in order], dim=1)[0]
+                means.append((common + tail) / len(ids))
             del cache
-        means = [(common + tail[i]) / len(ids) for i, ids in enumerate(suffixes)]
         query_att = means[0] - means[1] if self.config.calibrate else means[0]
         return query_att, enc
 

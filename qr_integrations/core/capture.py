@@ -7,10 +7,9 @@ When a capture is active (a :class:`CaptureState` in the context variable) and t
 heads, it additionally computes, for those heads only, the softmax attention of the query-span rows over
 all keys and keeps the sum over those rows for the context tokens.  That is ``batch x heads x context``
 floats per layer: nothing of size ``tokens x tokens`` is stored.  ``CaptureState.rows`` names the rows of
-each batch element to capture, so one pass can capture the tail of a long prompt (the scorer's prefix pass
-captures the instruction rows that the query and the null query share), or a right-padded batch (the
-scorer's query and null-query tails run as one batch of two; causal attention keeps the padding out of the
-real rows).
+each batch element to capture, so one pass can capture just the end of a long prompt (the scorer's prefix
+pass captures the instruction rows that the query and the null query share), or the real rows of a
+right-padded batch (causal attention keeps padding that follows them out of those rows).
 
 Early exit: a forward hook on each decoder layer raises :class:`EarlyExit` after the deepest layer that
 holds a selected head, so deeper layers (and the LM head) are never computed.

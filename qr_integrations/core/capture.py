@@ -6,10 +6,9 @@ with transformers' own SDPA function, so the model runs exactly as with ``attn_i
 When a capture is active (a :class:`CaptureState` in the context variable) and the layer holds selected
 heads, it additionally computes, for those heads only, the softmax attention of the query-span rows over
 all keys and keeps the sum over those rows for the context tokens.  That is ``batch x heads x context``
-floats per layer: nothing of size ``tokens x tokens`` is stored.  ``CaptureState.rows`` names the rows of
-each batch element to capture, so one pass can capture just the end of a long prompt (the scorer's prefix
-pass captures the instruction rows that the query and the null query share), or the real rows of a
-right-padded batch (causal attention keeps padding that follows them out of those rows).
+floats per layer: nothing of size ``tokens x tokens`` is stored.  ``CaptureState.rows`` names the rows to
+capture, so one pass can capture just the end of a long prompt: the scorer's prefix pass captures the
+instruction rows that the query and the null query share.
 
 Early exit: a forward hook on each decoder layer raises :class:`EarlyExit` after the deepest layer that
 holds a selected head, so deeper layers (and the LM head) are never computed.
@@ -47,8 +46,8 @@ class CaptureState:
         capture: whether this pass captures (``False`` for the prefix pass, which only fills the cache).
         total_len: tokens in the sequence once the current pass is done (cache + new tokens); a
             sliding-window layer sees only its last keys, and this places them at their positions.
-        rows: per batch element, the ``[start, end)`` range of this pass's new tokens whose rows are captured
-            (padding or earlier tokens outside it); ``None``: every row of every element.
+        rows: per batch element, the ``[start, end)`` range of this pass's new tokens whose rows are captured;
+            ``None``: every row.
         out: layer index -> ``(batch, n_selected_heads, context_len)`` float32 attention summed over the
             captured rows.
     """

@@ -4,9 +4,9 @@ Reuses the measurement pieces of :mod:`benchmarks.speed` (issue #2; same prompt 
 abstracts, same plain forwards, same RSS-sampling peak memory) and extends the lengths past the
 embedded model's 8k window. Above the window the scorer works in windows of whole chunks (each with its
 own null calibration) while ``plain@*`` run the whole sequence in one pass, as a user's plain forward would.
-To fit a shared CPU, each method runs once per length (``--repeats``), memory is sampled in the same call,
-the slow reference stops at ``--reference-max`` (it keeps every layer's tokens x tokens attention) and the
-plain forwards at ``--plain-max``.
+To fit a shared CPU, each method runs once per length by default (``--repeats``; with more, the fastest
+run is kept), memory is sampled in the same call, the slow reference stops at ``--reference-max`` (it keeps
+every layer's tokens x tokens attention) and the plain forwards at ``--plain-max``.
 
     .venv/bin/python -m benchmarks.cost --lengths 1024 2048 4096 8192 16384 32768
 """
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     tag = H.model_tag(args.model)
     name = args.out or f"cost_{tag}"
+    plot_tag = name.removeprefix("cost_")  # plots follow the result name, so a second run does not overwrite the first's
     sargs = argparse.Namespace(model=H.resolve_model(args.model), heads=args.heads, lengths=args.lengths, device="cpu",
                                dtype="auto", reference_max=args.reference_max, data_dir=H.resolve_data_dir(args.data_dir))
     scorer, all_heads, reference, deepest = S.build(sargs)
@@ -53,21 +54,22 @@ def main(argv: list[str] | None = None) -> dict:
                                sec(s) / sec(pd) if pd else float("nan"), mib(s), mib(pd), mib(ref)])
         hs = scorer.head_set
         table = (f"model {tag} ({lm.num_layers} layers, window {scorer.window_tokens} tokens), heads: "
-                 f"{'all' if hs.is_all else str(len(hs.heads)) + ' heads'}, deepest layer {deepest}; CPU, one run per cell\n\n"
+                 f"{'all' if hs.is_all else str(len(hs.heads)) + ' heads'}, deepest layer {deepest}; CPU, "
+                 f"{'one run' if args.repeats == 1 else f'fastest of {args.repeats} runs'} per cell\n\n"
                  + H.markdown_table(["tokens", "scorer s", "plain@deepest s", "plain@all s", "reference s",
                                      "scorer / plain@deepest", "scorer MiB", "plain@deepest MiB", "reference MiB"],
                                     table_rows, digits=2))
         xs = [r[0] for r in table_rows]
         H.line_plot(xs, {"scorer": [r[1] for r in table_rows], "plain forward to deepest head": [r[2] for r in table_rows],
                          "plain forward, all layers": [r[3] for r in table_rows], "slow reference": [r[4] for r in table_rows]},
-                    f"{tag}: time vs context length (CPU)", H.IMG_DIR / f"cost_time_{tag}.png", "prompt tokens", "seconds", logy=True)
+                    f"{tag}: time vs context length (CPU)", H.IMG_DIR / f"cost_time_{plot_tag}.png", "prompt tokens", "seconds", logy=True)
         H.line_plot(xs, {"scorer": [r[6] for r in table_rows], "plain forward to deepest head": [r[7] for r in table_rows],
                          "slow reference": [r[8] for r in table_rows]},
-                    f"{tag}: peak memory growth vs context length (CPU)", H.IMG_DIR / f"cost_memory_{tag}.png",
+                    f"{tag}: peak memory growth vs context length (CPU)", H.IMG_DIR / f"cost_memory_{plot_tag}.png",
                     "prompt tokens", "MiB", logy=True)
         payload = {"settings": vars(args) | {"data_dir": str(args.data_dir)}, "deepest_layer": deepest,
                    "window_tokens": scorer.window_tokens, "rows": rows,
-                   "plots": [f"docs/img/cost_time_{tag}.png", f"docs/img/cost_memory_{tag}.png"]}
+                   "plots": [f"docs/img/cost_time_{plot_tag}.png", f"docs/img/cost_memory_{plot_tag}.png"]}
         H.write_results(name, payload, table)
         print(table)
         return payload

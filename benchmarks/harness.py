@@ -102,6 +102,15 @@ def pick_heads(scorer: Any, heads: str | None) -> tuple[Any, str]:
     return hs, "all heads: no head set shipped for this model yet"
 
 
+def qrhead_label(hs: Any, given: str | None) -> str:
+    """The QRHead row's name in result tables: says whether the shipped default or a given set was used."""
+    if hs.is_all:
+        return "QRHead (= all heads)"
+    if given is None:
+        return "QRHead (shipped heads)"
+    return f"QRHead ({hs.name or 'given heads'})"
+
+
 def head_set_string(hs: Any) -> str:
     return "all" if hs.is_all else ",".join(f"{a}-{b}" for a, b in hs.heads)
 

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
                "qrhead": "qrhead alone" if "qrhead alone" in lat else "all-heads + qrhead (one pass)",
                "rankgpt": "rankgpt", "llmrerank": "llmrerank"}
     names = {"bm25": "BM25", "dense": "dense all-MiniLM-L6-v2", "all-heads": "all heads (ICR-style)",
-             "qrhead": f"QRHead ({'= all heads' if qr.same else 'shipped heads'})", "rankgpt": "RankGPTRerank (LlamaIndex)",
+             "qrhead": H.qrhead_label(qr_heads, args.heads), "rankgpt": "RankGPTRerank (LlamaIndex)",
              "llmrerank": "LLMRerank (LlamaIndex)"}
     results, rows = [], []
     qids = [q["idx"] for q in qs]

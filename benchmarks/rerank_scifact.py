@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "examples": [i.get("output") or i.get("outputs") for i in infos[:3]],
             }
     names = {"bm25": "BM25 order", "dense": "dense all-MiniLM-L6-v2", "all-heads": "all heads (ICR-style)",
-             "qrhead": f"QRHead ({'= all heads' if qr.same else 'shipped heads'})", "rankgpt": "RankGPTRerank (LlamaIndex)",
+             "qrhead": H.qrhead_label(qr_heads, args.heads), "rankgpt": "RankGPTRerank (LlamaIndex)",
              "llmrerank": "LLMRerank (LlamaIndex)"}
     rows = []
     for r in results:

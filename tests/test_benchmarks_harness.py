@@ -140,3 +140,34 @@ def test_paired_tests_tell_a_real_gap_from_noise() -> None:
     assert even["wins_ties_losses"] == [15, 0, 15] and even["p"] > 0.5
     line = H.describe_tests(tests, {"worst": "W", "coin": "C"}, "best", "nDCG@10")
     assert "W p = 0.0" in line and "30 queries" in line
+
+
+def test_crossfit_never_picks_heads_with_the_scored_questions() -> None:
+    import numpy as np
+
+    from benchmarks.hotpot_crossfit import crossfit_sets
+
+    heads = [(0, 0), (0, 1), (1, 0)]
+    # questions 0-1 reward head (0, 0); questions 2-3 reward head (1, 0)
+    per_head = np.array([[0.9, 0.1, 0.2], [0.8, 0.2, 0.1], [0.1, 0.2, 0.9], [0.2, 0.1, 0.8]])
+    sets = crossfit_sets(per_head, heads, folds=2, top_k=1)
+    assert [list(t) for t, _, _ in sets] == [[0, 1], [2, 3]]
+    assert [hs.heads for _, hs, _ in sets] == [((1, 0),), ((0, 0),)]  # each block gets the other block's best
+    changed = per_head.copy()
+    changed[:2] = 0.0  # the first block's own labels cannot move its set
+    assert crossfit_sets(changed, heads, folds=2, top_k=1)[0][1].heads == ((1, 0),)
+
+
+def test_head_table_scores_each_head_alone() -> None:
+    import torch
+
+    from benchmarks.headvectors import HeadVectors
+    from benchmarks.hotpot_crossfit import head_table
+
+    # two heads, three one-token chunks: head (0, 0) attends to chunk 2 (gold), head (0, 1) to chunk 0
+    mat = torch.tensor([[0.0, 0.1, 0.9], [0.9, 0.1, 0.0]])
+    hv = HeadVectors(heads=((0, 0), (0, 1)), n_chunks=3, windows=[([0, 1, 2], [(0, 1), (1, 2), (2, 3)], mat)])
+    table = head_table([hv], ["q"], {"q": {"2": 1}}, std=None, hide=True)
+    assert table.shape == (1, 2)
+    assert table[0, 0] == pytest.approx(1.0)
+    assert table[0, 1] == pytest.approx(0.5)  # gold ranked third of three

@@ -226,6 +226,31 @@ def paired_tests(
     return out
 
 
+def paired_score_test(a: Sequence[float], b: Sequence[float], n_resamples: int = 10000, seed: int = 0) -> dict[str, Any]:
+    """Two-sided paired randomization (sign-flip) test of per-question scores ``a`` against ``b``.
+
+    For answer metrics (EM, F1) that are not rankings, so ranx does not apply: scipy's
+    ``permutation_test`` on the mean difference, swapping the pair's members at random. Returns the mean
+    difference, the p-value, and ``a``'s wins/ties/losses per question.
+
+    Example:
+        >>> t = paired_score_test([1.0] * 12, [0.0] * 12)
+        >>> t["wins_ties_losses"], t["p"] < 0.01
+        ([12, 0, 0], True)
+    """
+    import numpy as np
+    from scipy.stats import permutation_test
+
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"need two aligned 1-d score lists of at least 2 items, got shapes {x.shape} and {y.shape}")
+    res = permutation_test((x, y), lambda u, v, axis: np.mean(u - v, axis=axis), permutation_type="samples",
+                           vectorized=True, n_resamples=n_resamples, alternative="two-sided", random_state=seed)
+    d = x - y
+    return {"mean_diff": float(d.mean()), "p": float(res.pvalue), "n": len(d),
+            "wins_ties_losses": [int((d > 0).sum()), int((d == 0).sum()), int((d < 0).sum())]}
+
+
 def describe_tests(tests: Mapping[str, Mapping[str, Any]], names: Mapping[str, str], target: str, metric: str) -> str:
     """One Markdown line that reports :func:`paired_tests`."""
     parts = [f"{names[o]} p = {t['p']:.3f} (wins/ties/losses {'/'.join(map(str, t['wins_ties_losses']))})" for o, t in tests.items()]

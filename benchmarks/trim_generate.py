@@ -11,6 +11,7 @@ Scores come from :mod:`benchmarks.hotpot_evidence` (same cache), questions 50-99
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from benchmarks import harness as H
 from benchmarks import hotpot_evidence as HE
@@ -107,8 +108,17 @@ def main(argv: list[str] | None = None) -> dict:
     table = (f"HotpotQA questions {args.start}-{args.start + len(qs) - 1}, generator and scorer {tag} (greedy, "
              f"max {args.max_new_tokens} new tokens); QRHead heads: {heads_note}\n\n"
              + H.markdown_table(["context", "EM", "F1", "both gold kept", "prompt tokens", "median gen s"], rows))
+    tests: dict[str, dict[str, Any]] = {}  # QRHead-trimmed F1 against the full context and the other trims
+    for k in args.top:
+        for other in ["full"] + [f"{r}-top{k}" for r in rankers if r != "qrhead"]:
+            t = H.paired_score_test([x["f1"] for x in per[f"qrhead-top{k}"]], [x["f1"] for x in per[other]])
+            tests[f"qrhead-top{k} vs {other}"] = t
+    if tests:
+        table += ("\n\nPaired randomization test of token F1 (scipy, sign flips), QRHead-trimmed against: " + "; ".join(
+            f"{pair.removeprefix('qrhead-')} {t['mean_diff']:+.3f}, p = {t['p']:.3f} (wins/ties/losses "
+            f"{'/'.join(map(str, t['wins_ties_losses']))})" for pair, t in tests.items()))
     payload = {"settings": vars(args) | {"data_dir": str(args.data_dir)}, "heads": H.head_set_string(qr_heads),
-               "heads_note": heads_note, "results": results,
+               "heads_note": heads_note, "results": results, "paired_tests_f1": tests,
                "examples": {c: per[c][:5] for c in conditions}}
     H.write_results(name, payload, table)
     print(table)

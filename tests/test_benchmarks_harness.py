@@ -171,3 +171,13 @@ def test_head_table_scores_each_head_alone() -> None:
     assert table.shape == (1, 2)
     assert table[0, 0] == pytest.approx(1.0)
     assert table[0, 1] == pytest.approx(0.5)  # gold ranked third of three
+
+
+def test_paired_score_test_tells_a_real_gap_from_noise() -> None:
+    high = [0.8, 0.9, 0.7, 1.0, 0.6, 0.9, 0.8, 0.7, 0.9, 1.0]
+    better = H.paired_score_test(high, [x - 0.65 for x in high])
+    assert better["wins_ties_losses"] == [10, 0, 0] and better["p"] < 0.01 and better["mean_diff"] > 0.6
+    swapped = H.paired_score_test([1.0, 0.0] * 10, [0.0, 1.0] * 10)
+    assert swapped["wins_ties_losses"] == [10, 0, 10] and swapped["p"] > 0.5 and swapped["mean_diff"] == 0.0
+    with pytest.raises(ValueError, match="aligned"):
+        H.paired_score_test([1.0, 2.0], [1.0])

@@ -198,10 +198,14 @@ def paired_tests(
     target: str,
     metric: str,
 ) -> dict[str, dict[str, Any]]:
-    """``target`` against every other run on ``metric``: ranx's two-sided paired randomization test.
+    """``target`` against every other run on ``metric``: a two-sided paired randomization test per pair.
 
-    ranx's Fisher randomization test (1,000 permutations, fixed seed) over the queries the runs share;
-    returns, per other run, the p-value and the target's wins/ties/losses per query.
+    Per-query ``metric`` values come from ranx (:func:`evaluate`) over the queries the runs share; the test
+    is Fisher's randomization test (swap the two systems' values per query at random), run by
+    :func:`paired_score_test` with a fixed seed and 10,000 resamples. ranx's own ``compare`` runs the same
+    test, but in parallel numba threads whose random streams its seed does not fix, so its p-values change
+    from run to run. Returns, per other run, the p-value, the mean difference and the target's
+    wins/ties/losses per query.
 
     Example:
         >>> qrels = {"a": {"x": 1}, "b": {"y": 1}}
@@ -209,20 +213,14 @@ def paired_tests(
         >>> paired_tests(qrels, runs, "good", "ndcg@10")["bad"]["wins_ties_losses"]
         [2, 0, 0]
     """
-    from ranx import Qrels, Run, compare
-
     shared = set.intersection(*(set(r) for r in runs.values()))
     qids = sorted(q for q in shared if q in qrels and any(v > 0 for v in qrels[q].values()))
-    q = Qrels({qid: {d: int(r) for d, r in qrels[qid].items()} for qid in qids})
-    ranx_runs = [Run({qid: {d: float(s) for d, s in run[qid].items()} for qid in qids}, name=name) for name, run in runs.items()]
-    report = compare(q, ranx_runs, [metric], stat_test="fisher", max_p=0.05).to_dict()
+    per = {name: evaluate(qrels, {q: run[q] for q in qids}, [metric])[1][metric] for name, run in runs.items()}
     out = {}
     for other in runs:
         if other == target:
             continue
-        wtl = report[target]["win_tie_loss"][other][metric]
-        out[other] = {"p": float(report[target]["comparisons"][other][metric]), "n": len(qids),
-                      "wins_ties_losses": [int(wtl["W"]), int(wtl["T"]), int(wtl["L"])]}
+        out[other] = paired_score_test([per[target][q] for q in qids], [per[other][q] for q in qids])
     return out
 
 
@@ -255,7 +253,8 @@ def describe_tests(tests: Mapping[str, Mapping[str, Any]], names: Mapping[str, s
     """One Markdown line that reports :func:`paired_tests`."""
     parts = [f"{names[o]} p = {t['p']:.3f} (wins/ties/losses {'/'.join(map(str, t['wins_ties_losses']))})" for o, t in tests.items()]
     n = next(iter(tests.values()))["n"] if tests else 0
-    return f"Paired randomization test of {target} against each method, {metric}, {n} queries (ranx, Fisher): " + "; ".join(parts)
+    return (f"Paired randomization test of {target} against each method, {metric}, {n} queries (Fisher, per-query "
+            f"values from ranx): " + "; ".join(parts))
 
 
 def ranking_to_run(ids: Sequence[str], scores: Sequence[float]) -> dict[str, float]:

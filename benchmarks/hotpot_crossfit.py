@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     scores["qrhead-cv"] = {}
     folds = []
     pos = {h: j for j, h in enumerate(heads)}
-    for test, hs, mean in crossfit_sets(per_head, heads, args.folds, args.top_k, tag):
+    sets = crossfit_sets(per_head, heads, args.folds, args.top_k, tag)
+    for test, hs, mean in sets:
         for i in test:
             scores["qrhead-cv"][qids[i]] = vectors[i].scores(hs, std)
         folds.append({"test": f"{args.start + test[0]}-{args.start + test[-1]}", "n_test": len(test),
@@ -104,10 +105,12 @@ def main(argv: list[str] | None = None) -> dict:
              "qrhead-cv": f"QRHead ({args.folds}-fold cross-fitted heads)"}
     label = f"{args.start}-{args.start + len(qs) - 1}"
     results, rows = [], []
-    for m in names:
-        mean, _ = H.evaluate(qrels, runs[m], E.METRICS)
-        results.append({"questions": label, "n": len(qs), "method": m, **mean})
-        rows.append([label, names[m], mean["recall@2"], mean["recall@5"]])
+    groups = [(label, qids)] + [(f["test"], [qids[i] for i in test]) for f, (test, _, _) in zip(folds, sets, strict=True)]
+    for glabel, gids in groups:  # all questions, then each block (scored by the heads of the other blocks)
+        for m in names:
+            mean, _ = H.evaluate(qrels, {q: runs[m][q] for q in gids}, E.METRICS)
+            results.append({"questions": glabel, "n": len(gids), "method": m, **mean})
+            rows.append([glabel, names[m], mean["recall@2"], mean["recall@5"]])
     tests = H.paired_tests(qrels, runs, "qrhead-cv", "recall@2")
     table = (f"HotpotQA distractor, questions {label}, 10 paragraphs each, model {tag}; QRHead: top {args.top_k} heads "
              f"by mean nDCG@10 on the other {args.folds - 1} block(s) of questions\n\n"
@@ -117,8 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
              + "; ".join(f"{f['test']}: {o} of {args.top_k}" for f, o in zip(folds, overlap, strict=False)))
     payload = {"settings": vars(args) | {"data_dir": str(args.data_dir)}, "folds": folds,
                "overlap_with_shipped_default": overlap, "results": results, "paired_tests_recall@2": tests}
-    groups = {m: {names[r["method"]]: r[m] for r in results} for m in E.METRICS}
-    img = H.bar_plot(groups, f"HotpotQA recall, {tag}, questions {label}, cross-fitted heads", H.IMG_DIR / f"{name}.png",
+    bars = {m: {names[r["method"]]: r[m] for r in results if r["questions"] == label} for m in E.METRICS}
+    img = H.bar_plot(bars, f"HotpotQA recall, {tag}, questions {label}, cross-fitted heads", H.IMG_DIR / f"{name}.png",
                      "recall")
     payload["plots"] = [str(img.relative_to(H.REPO_ROOT))]
     H.write_results(name, payload, table)

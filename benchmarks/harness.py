@@ -249,9 +249,14 @@ def paired_score_test(a: Sequence[float], b: Sequence[float], n_resamples: int =
             "wins_ties_losses": [int((d > 0).sum()), int((d == 0).sum()), int((d < 0).sum())]}
 
 
+def format_p(p: float) -> str:
+    """``"p = 0.042"``, or ``"p < 0.001"`` below what three decimals (and 10,000 resamples) can show."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 def describe_tests(tests: Mapping[str, Mapping[str, Any]], names: Mapping[str, str], target: str, metric: str) -> str:
     """One Markdown line that reports :func:`paired_tests`."""
-    parts = [f"{names[o]} p = {t['p']:.3f} (wins/ties/losses {'/'.join(map(str, t['wins_ties_losses']))})" for o, t in tests.items()]
+    parts = [f"{names[o]} {format_p(t['p'])} (wins/ties/losses {'/'.join(map(str, t['wins_ties_losses']))})" for o, t in tests.items()]
     n = next(iter(tests.values()))["n"] if tests else 0
     return (f"Paired randomization test of {target} against each method, {metric}, {n} queries (Fisher, per-query "
             f"values from ranx): " + "; ".join(parts))

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
             tests[f"qrhead-top{k} vs {other}"] = t
     if tests:
         table += ("\n\nPaired randomization test of token F1 (scipy, sign flips), QRHead-trimmed against: " + "; ".join(
-            f"{pair.removeprefix('qrhead-')} {t['mean_diff']:+.3f}, p = {t['p']:.3f} (wins/ties/losses "
+            f"{pair.removeprefix('qrhead-')} {t['mean_diff']:+.3f}, {H.format_p(t['p'])} (wins/ties/losses "
             f"{'/'.join(map(str, t['wins_ties_losses']))})" for pair, t in tests.items()))
     payload = {"settings": vars(args) | {"data_dir": str(args.data_dir)}, "heads": H.head_set_string(qr_heads),
                "heads_note": heads_note, "results": results, "paired_tests_f1": tests,

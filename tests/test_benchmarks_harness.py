@@ -139,7 +139,8 @@ def test_paired_tests_tell_a_real_gap_from_noise() -> None:
     even = H.paired_tests(qrels, {"coin": coin, "shifted": coin_shifted}, "coin", "ndcg@10")["shifted"]
     assert even["wins_ties_losses"] == [15, 0, 15] and even["p"] > 0.5
     line = H.describe_tests(tests, {"worst": "W", "coin": "C"}, "best", "nDCG@10")
-    assert "W p = 0.0" in line and "30 queries" in line
+    assert "W p < 0.001" in line and "30 queries" in line
+    assert H.format_p(0.0421) == "p = 0.042"
 
 
 def test_crossfit_never_picks_heads_with_the_scored_questions() -> None:

@@ -486,6 +486,16 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits
     return "\n".join(lines)
 
 
+def publish(name: str, payload: dict[str, Any], table: str, bars: Mapping[str, Mapping[str, float]], title: str,
+            ylabel: str) -> dict[str, Any]:
+    """A benchmark's last step: the bar plot ``docs/img/<name>.png``, then the JSON + Markdown results, then the table."""
+    img = bar_plot(bars, title, IMG_DIR / f"{name}.png", ylabel)
+    payload["plots"] = [str(img.relative_to(REPO_ROOT))]
+    write_results(name, payload, table)
+    print(table)
+    return payload
+
+
 def write_results(name: str, payload: dict[str, Any], table: str, out_dir: Path | None = None) -> tuple[Path, Path]:
     """Write ``<name>.json`` (payload + command + environment) and ``<name>.md`` (the table + the command)."""
     out = Path(out_dir) if out_dir is not None else RESULTS_DIR

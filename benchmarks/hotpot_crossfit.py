@@ -121,12 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     payload = {"settings": vars(args) | {"data_dir": str(args.data_dir)}, "folds": folds,
                "overlap_with_shipped_default": overlap, "results": results, "paired_tests_recall@2": tests}
     bars = {m: {names[r["method"]]: r[m] for r in results if r["questions"] == label} for m in E.METRICS}
-    img = H.bar_plot(bars, f"HotpotQA recall, {tag}, questions {label}, cross-fitted heads", H.IMG_DIR / f"{name}.png",
-                     "recall")
-    payload["plots"] = [str(img.relative_to(H.REPO_ROOT))]
-    H.write_results(name, payload, table)
-    print(table)
-    return payload
+    return H.publish(name, payload, table, bars, f"HotpotQA recall, {tag}, questions {label}, cross-fitted heads", "recall")
 
 
 if __name__ == "__main__":

@@ -158,12 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
                "results": results, "latency": lat, "llm_parse": parse_summary, "paired_tests_recall@2": tests}
     first = results[0]["questions"]
     groups = {m: {names[r["method"]]: r[m] for r in results if r["questions"] == first} for m in METRICS}
-    img = H.bar_plot(groups, f"HotpotQA supporting-paragraph recall, {tag}, questions {first}", H.IMG_DIR / f"{name}.png",
+    return H.publish(name, payload, table, groups, f"HotpotQA supporting-paragraph recall, {tag}, questions {first}",
                      "recall")
-    payload["plots"] = [str(img.relative_to(H.REPO_ROOT))]
-    H.write_results(name, payload, table)
-    print(table)
-    return payload
 
 
 if __name__ == "__main__":

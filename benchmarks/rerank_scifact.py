@@ -175,12 +175,8 @@ def main(argv: list[str] | None = None) -> dict:
     sized = [r for r in results if r["method"] == "qrhead"]
     last = max(sized, key=lambda r: r["n"])["queries"] if sized else results[-1]["queries"]  # the largest QR group
     groups = {m: {names[r["method"]]: r[m] for r in results if r["queries"] == last} for m in METRICS}
-    img = H.bar_plot(groups, f"SciFact re-ranking, {tag}, {last} test queries, BM25 top-{args.k}", H.IMG_DIR / f"{name}.png",
+    return H.publish(name, payload, table, groups, f"SciFact re-ranking, {tag}, {last} test queries, BM25 top-{args.k}",
                      "score")
-    payload["plots"] = [str(img.relative_to(H.REPO_ROOT))]
-    H.write_results(name, payload, table)
-    print(table)
-    return payload
 
 
 if __name__ == "__main__":

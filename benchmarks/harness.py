@@ -103,7 +103,15 @@ def pick_heads(scorer: Any, heads: str | None) -> tuple[Any, str]:
 
 
 def qrhead_label(hs: Any, given: str | None) -> str:
-    """The QRHead row's name in result tables: says whether the shipped default or a given set was used."""
+    """The QRHead row's name in result tables: says whether the shipped default or a given set was used.
+
+    Example:
+        >>> from qr_integrations.core.heads import HeadSet
+        >>> qrhead_label(HeadSet.named("smollm2-135m-instruct-scifact"), "smollm2-135m-instruct-scifact")
+        'QRHead (smollm2-135m-instruct-scifact)'
+        >>> qrhead_label(HeadSet.parse("all"), None)
+        'QRHead (= all heads)'
+    """
     if hs.is_all:
         return "QRHead (= all heads)"
     if given is None:
@@ -227,9 +235,9 @@ def paired_tests(
 def paired_score_test(a: Sequence[float], b: Sequence[float], n_resamples: int = 10000, seed: int = 0) -> dict[str, Any]:
     """Two-sided paired randomization (sign-flip) test of per-question scores ``a`` against ``b``.
 
-    For answer metrics (EM, F1) that are not rankings, so ranx does not apply: scipy's
-    ``permutation_test`` on the mean difference, swapping the pair's members at random. Returns the mean
-    difference, the p-value, and ``a``'s wins/ties/losses per question.
+    Any per-question score: answer F1, or the per-query retrieval metrics of :func:`paired_tests`. scipy's
+    ``permutation_test`` on the mean difference, swapping each pair's members at random, with a fixed seed.
+    Returns the mean difference, the p-value, and ``a``'s wins/ties/losses per question.
 
     Example:
         >>> t = paired_score_test([1.0] * 12, [0.0] * 12)
@@ -250,7 +258,12 @@ def paired_score_test(a: Sequence[float], b: Sequence[float], n_resamples: int =
 
 
 def format_p(p: float) -> str:
-    """``"p = 0.042"``, or ``"p < 0.001"`` below what three decimals (and 10,000 resamples) can show."""
+    """``"p = 0.042"``, or ``"p < 0.001"`` below what three decimals (and 10,000 resamples) can show.
+
+    Example:
+        >>> format_p(0.0421), format_p(0.0001)
+        ('p = 0.042', 'p < 0.001')
+    """
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     scorer = QRScorer(H.resolve_model(args.model), device="cpu")
     qr = M.QRMethods(scorer, HeadSet.all(), H.CACHE_DIR / "vectors" / f"hotpot_{tag}")
-    scores = E.method_scores(qs, tag, scorer, qr, "all", args.no_progress, H.Timer())  # fills the vector cache
+    scores = E.method_scores(qs, tag, qr, args.no_progress, H.Timer())  # fills the vector cache
     vectors = [qr.vectors(q["question"], E.paragraph_pairs(q), key=H.cache_key("qr", tag, q["idx"]))[0] for q in qs]
     std = scorer.config.outlier_std
     per_head = head_table(vectors, qids, qrels, std, args.no_progress)

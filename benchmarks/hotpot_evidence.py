@@ -37,7 +37,7 @@ def paragraph_texts(q: dict) -> list[str]:
     return [f"{p['title']}. {p['paragraph_text']}" for p in q["paragraphs"]]
 
 
-def method_scores(qs: list[dict], tag: str, scorer: Any, qr: M.QRMethods, hs_str: str, hide: bool,
+def method_scores(qs: list[dict], tag: str, qr: M.QRMethods, hide: bool,
                   timer: H.Timer, want_dense: bool = True) -> dict[str, dict[str, list[float]]]:
     """BM25, dense, all-heads and QRHead scores per question id (cached on disk)."""
     cache = H.JsonlCache(H.CACHE_DIR / f"hotpot_{tag}.jsonl")
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     qr = M.QRMethods(scorer, qr_heads, H.CACHE_DIR / "vectors" / f"hotpot_{tag}")
     hs_str = H.head_set_string(qr_heads)
     timer = H.Timer()
-    scores = method_scores(qs, tag, scorer, qr, hs_str, args.no_progress, timer)
+    scores = method_scores(qs, tag, qr, args.no_progress, timer)
     if not qr.same and args.qr_only_latency:  # QRHead alone stops at its deepest layer: time it on its own
         only = QRScorer(H.resolve_model(args.model), heads=qr_heads, device="cpu")
         for q in qs[: args.qr_only_latency]:

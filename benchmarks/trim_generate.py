@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     qr_heads, heads_note = H.pick_heads(scorer, args.heads)
     qr = M.QRMethods(scorer, qr_heads, H.CACHE_DIR / "vectors" / f"hotpot_{tag}")
     timer = H.Timer()
-    scores = HE.method_scores(qs, tag, scorer, qr, H.head_set_string(qr_heads), args.no_progress, timer)
+    scores = HE.method_scores(qs, tag, qr, args.no_progress, timer)
     rankers = ["qrhead", "dense", "bm25"] + ([] if qr.same else ["all-heads"])
 
     import torch

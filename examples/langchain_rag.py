@@ -91,12 +91,15 @@ def main() -> None:
     for doc in base.invoke(query)[:3]:
         print(f"  {doc.page_content}")
 
-    # 1. the usual way: a compression retriever around the vector store's retriever
+    # 1. the usual way: a compression retriever around the vector store's retriever. The defaults fit a
+    #    retriever's best-first output: layout="reversed" puts its best guesses next to the query, and
+    #    fusion="rrf" fuses QRHead's ranking with the retriever's (docs/langchain.md, "Which setting when").
     compressor = QRHeadDocumentCompressor(top_n=3)
     retriever = ContextualCompressionRetriever(base_compressor=compressor, base_retriever=base)
-    print("\nContextualCompressionRetriever with QRHead (relevance score, source, text):")
+    print("\nContextualCompressionRetriever with QRHead (fused RRF score, QRHead score, source, text):")
     for doc in retriever.invoke(query):
-        print(f"  [{doc.metadata['relevance_score']:+.3f}] {doc.metadata['source']}: {doc.page_content}")
+        meta = doc.metadata
+        print(f"  [{meta['relevance_score']:.5f}] ({meta['qrhead_score']:+.3f}) {meta['source']}: {doc.page_content}")
 
     # 2. LCEL: the compressor is a Runnable over {"query", "documents"}; the prompt is what an LLM would get
     prompt = PromptTemplate.from_template("Answer from the context.\n\nContext:\n{context}\n\nQuestion: {question}")

@@ -98,12 +98,20 @@ def main() -> None:
     for hit in retrieved[:3]:
         print(f"  [{hit.score:.3f}] {hit.node.get_content()}")
 
-    # the one line to add to a pipeline: also works as node_postprocessors=[reranker] in a query engine
+    # the one line to add to a pipeline: also works as node_postprocessors=[reranker] in a query engine.
+    # The defaults fit a retriever's best-first output: layout="reversed" puts its best guesses next to the
+    # query, and fusion="rrf" fuses QRHead's ranking with the retriever's (docs/llama_index.md).
     reranker = QRHeadNodePostprocessor(top_n=3, keep_retrieval_score=True)
     reranked = reranker.postprocess_nodes(retrieved, query_str=query)
-    print("\nAfter QRHead re-ranking (score, dense score, text):")
+    print("\nAfter QRHead re-ranking (fused RRF score, dense score, text):")
     for hit in reranked:
-        print(f"  [{hit.score:+.3f}] ({hit.node.metadata['retrieval_score']:.3f}) {hit.node.get_content()}")
+        print(f"  [{hit.score:.5f}] ({hit.node.metadata['retrieval_score']:.3f}) {hit.node.get_content()}")
+
+    # QRHead alone, with its own calibrated attention scores (no fusion with the dense ranking)
+    alone = QRHeadNodePostprocessor(top_n=3, fusion="none").postprocess_nodes(retrieved, query_str=query)
+    print("\nQRHead alone (QRHead score, text):")
+    for hit in alone:
+        print(f"  [{hit.score:+.3f}] {hit.node.get_content()}")
 
 
 if __name__ == "__main__":

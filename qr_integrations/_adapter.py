@@ -15,13 +15,17 @@ from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_valid
 from typing_extensions import Self
 
 from .core.config import ConfigError, ScorerConfig, read_config_mapping
+from .core.fusion import FUSION_METHODS, RRF_K, fuse
 from .core.heads import HeadSet
+from .core.layout import LAYOUTS
 from .core.models import DEFAULT_MODEL
-from .core.scorer import QRScorer
+from .core.scorer import QRScorer, select_within_budget
 
 _MODEL_FIELDS = ("model", "heads", "device", "dtype")
+# set on the component itself, not in scorer_options: the adapter passes its layout on every call
+_OWN_SCORER_FIELDS = ("layout",)
 SCORER_KEYS = tuple(f.name for f in fields(ScorerConfig))
-OPTION_KEYS = tuple(k for k in SCORER_KEYS if k not in _MODEL_FIELDS)
+OPTION_KEYS = tuple(k for k in SCORER_KEYS if k not in _MODEL_FIELDS + _OWN_SCORER_FIELDS)
 
 
 def read_config(source: ScorerConfig | Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
@@ -44,11 +48,54 @@ class QRHeadSettings(BaseModel):
         default_factory=dict, description=f"Other ScorerConfig fields for the scorer: {', '.join(OPTION_KEYS)}."
     )
     top_n: int | None = Field(default=None, ge=1, description="Keep at most this many items; None keeps all.")
-    score_threshold: float | None = Field(default=None, description="Drop items scoring below this; None keeps all.")
+    score_threshold: float | None = Field(
+        default=None, description="Drop items whose QRHead score (before fusion) is below this; None keeps all."
+    )
     max_tokens: int | None = Field(default=None, ge=1, description="Token budget of the kept items; None: no budget.")
     keep_order: bool = Field(default=False, description="False: best first. True: kept items keep their incoming order.")
+    layout: str = Field(
+        default="reversed",
+        description="Prompt layout of the incoming items: 'reversed' (the first, the retriever's best, next to the "
+        "query), 'input', or 'both' (two passes, averaged).",
+    )
+    fusion: str = Field(
+        default="rrf",
+        description="Fuse QRHead's ranking with the incoming (retriever) ranking: 'rrf', 'weighted' or 'none'.",
+    )
+    fusion_weight: float = Field(default=0.5, ge=0.0, le=1.0, description="Share of QRHead in the fusion, in [0, 1].")
+    rrf_k: int = Field(default=RRF_K, ge=0, description="The reciprocal rank fusion constant.")
 
     _scorer: QRScorer | None = PrivateAttr(default=None)
+    _scorer_given: bool = PrivateAttr(default=False)
+
+    def __init__(self, scorer: QRScorer | None = None, **data: Any) -> None:
+        if scorer is not None:
+            if not isinstance(scorer, QRScorer):
+                raise TypeError(f"scorer must be a QRScorer, got {type(scorer).__name__}")
+            clash = sorted(k for k in (*_MODEL_FIELDS, "scorer_options") if data.get(k) not in (None, {}))
+            if clash:
+                raise TypeError(f"pass either scorer= or the fields that build one, not both (got scorer= and {clash})")
+            cfg = scorer.config.to_dict()
+            defaults = ScorerConfig().to_dict()
+            data.update({k: cfg[k] for k in _MODEL_FIELDS})
+            data["scorer_options"] = {k: cfg[k] for k in OPTION_KEYS if cfg[k] != defaults[k]}
+        super().__init__(**data)
+        if scorer is not None:
+            self._scorer, self._scorer_given = scorer, True
+
+    @field_validator("layout")
+    @classmethod
+    def _known_layout(cls, value: str) -> str:
+        if value not in LAYOUTS:
+            raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {value!r}")
+        return value
+
+    @field_validator("fusion")
+    @classmethod
+    def _known_fusion(cls, value: str) -> str:
+        if value not in FUSION_METHODS:
+            raise ValueError(f"fusion must be one of {list(FUSION_METHODS)}, got {value!r}")
+        return value
 
     @field_validator("heads", mode="before")
     @classmethod
@@ -59,7 +106,7 @@ class QRHeadSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check_scorer_config(self) -> Self:
-        misplaced = sorted(set(self.scorer_options) & set(_MODEL_FIELDS))
+        misplaced = sorted(set(self.scorer_options) & set(_MODEL_FIELDS + _OWN_SCORER_FIELDS))
         if misplaced:
             raise ConfigError(f"scorer_options may not hold {misplaced}; set them as fields of the component")
         unknown = sorted(set(self.scorer_options) - set(OPTION_KEYS))
@@ -70,7 +117,8 @@ class QRHeadSettings(BaseModel):
 
     @property
     def scorer_config(self) -> ScorerConfig:
-        """The :class:`ScorerConfig` that these fields describe.
+        """The :class:`ScorerConfig` that these fields describe (``layout`` is the component's own field: it
+        is passed on every call, so the scorer's default layout does not matter here).
 
         Example:
             >>> from qr_integrations.langchain import QRHeadDocumentCompressor
@@ -88,8 +136,11 @@ class QRHeadSettings(BaseModel):
 
     @property
     def scorer(self) -> QRScorer:
-        """The :class:`QRScorer` of these fields. Its model is loaded on first use and shared through the
-        model registry with every scorer and adapter of the same model, device and dtype."""
+        """The :class:`QRScorer` of these fields (or the one passed as ``scorer=``). Its model is loaded on
+        first use and shared through the model registry with every scorer and adapter of the same model,
+        device and dtype."""
+        if self._scorer_given and self._scorer is not None:
+            return self._scorer
         config = self.scorer_config
         current = self._scorer
         if current is None or current.config != config:
@@ -104,13 +155,15 @@ class QRHeadSettings(BaseModel):
             state = super().__getstate__()
         finally:
             self._scorer = scorer
-        state["__pydantic_private__"] = {**(state.get("__pydantic_private__") or {}), "_scorer": None}
+        private = {**(state.get("__pydantic_private__") or {}), "_scorer": None, "_scorer_given": False}
+        state["__pydantic_private__"] = private
         return state
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
         memo = {} if memo is None else memo
         if self._scorer is not None:
-            memo[id(self._scorer)] = None  # a copy shares the model through the registry, never duplicates it
+            # a copy shares the model through the registry (or shares the scorer it was given), never duplicates it
+            memo[id(self._scorer)] = self._scorer if self._scorer_given else None
         return super().__deepcopy__(memo)
 
     @classmethod
@@ -132,6 +185,7 @@ class QRHeadSettings(BaseModel):
         data.pop("class_name", None)
         data.update(data.pop("scorer_options", None) or {})
         own = set(cls.model_fields) - set(_MODEL_FIELDS) - {"scorer_options", "callback_manager"}
+        own_scorer = {k: data.pop(k) for k in _OWN_SCORER_FIELDS if k in data}  # the component's, when given
         unknown = sorted(set(data) - set(SCORER_KEYS) - own)
         if unknown:
             raise ConfigError(
@@ -143,21 +197,35 @@ class QRHeadSettings(BaseModel):
         kwargs: dict[str, Any] = {k: scorer[k] for k in _MODEL_FIELDS}
         kwargs["scorer_options"] = {k: scorer[k] for k in OPTION_KEYS if scorer[k] != defaults[k]}
         kwargs.update({k: v for k, v in data.items() if k in own})
+        kwargs.update(own_scorer)
         kwargs.update(fields)
         return cls(**kwargs)
 
-    def select(self, query: str, texts: list[str]) -> list[tuple[int, float]]:
-        """``(input index, score)`` of the items to keep, by ``top_n``, ``max_tokens`` and ``score_threshold``,
-        best first (or in input order with ``keep_order``).
+    def select(
+        self, query: str, texts: list[str], retriever_scores: list[float | None] | None = None
+    ) -> list[tuple[int, float, float]]:
+        """``(input index, score, QRHead score)`` of the items to keep, by ``top_n``, ``max_tokens`` and
+        ``score_threshold``, best first (or in input order with ``keep_order``).
+
+        ``texts`` come best first from a retriever: they are laid out in the prompt by ``layout``, and
+        QRHead's ranking is fused with that incoming ranking (or ``retriever_scores``) by ``fusion``.
+        ``score`` is the fused score (the QRHead score when ``fusion="none"``).
 
         Example:
             >>> from qr_integrations.langchain import QRHeadDocumentCompressor
-            >>> compressor = QRHeadDocumentCompressor(top_n=1)
+            >>> compressor = QRHeadDocumentCompressor(top_n=1, fusion="none")
             >>> compressor.select("Which fruit has potassium?", ["Paris.", "Bananas have potassium."])[0][0]
             1
         """
-        kept = self.scorer.trim(query, texts, max_tokens=self.max_tokens, top_n=self.top_n, keep_order=self.keep_order)
-        # Items below the threshold come after every item above it in trim's best-first pass, so dropping
-        # them afterwards selects exactly what dropping them first would.
-        threshold = self.score_threshold
-        return [(i, float(s)) for i, s in zip(kept.indices, kept.scores, strict=True) if threshold is None or s >= threshold]
+        scorer = self.scorer
+        qr = scorer.score(query, texts, layout=self.layout)
+        scores = fuse(qr, retriever_scores, self.fusion, self.fusion_weight, self.rrf_k)
+        # the threshold is on QRHead's own score (calibrated attention mass), which fusion leaves untouched:
+        # a fused score is rank-based and says nothing absolute about relevance
+        allowed = [i for i in range(len(texts)) if self.score_threshold is None or qr[i] >= self.score_threshold]
+        counts = [scorer.count_tokens(texts[i]) if self.max_tokens is not None else 0 for i in allowed]
+        picked = select_within_budget([scores[i] for i in allowed], counts, self.max_tokens, self.top_n)
+        kept = [allowed[j] for j in picked]
+        if self.keep_order:
+            kept.sort()
+        return [(i, scores[i], qr[i]) for i in kept]

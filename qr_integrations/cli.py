@@ -18,7 +18,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .core.layout import LAYOUTS
+
 EXIT_BAD_INPUT = 2
+LAYOUT_HELP = ("prompt order of the chunks: input (as given), reversed (the first chunk next to the query: for "
+               "best-first retriever output), both (two passes, averaged); default: the config's, else input")
 
 
 class BadInputError(Exception):
@@ -66,6 +70,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (default: auto)")
     g.add_argument("--config", default=None, help="scorer config file (.yaml/.json); flags override it")
     g.add_argument("--max-context-tokens", type=int, default=None, help="tokens per forward pass (windows beyond)")
+    g.add_argument("--layout", choices=LAYOUTS, default=None, help=LAYOUT_HELP)
 
 
 def _scorer(args: argparse.Namespace) -> Any:
@@ -74,6 +79,8 @@ def _scorer(args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {"show_progress": True}
     if args.max_context_tokens is not None:
         options["max_context_tokens"] = args.max_context_tokens
+    if args.layout is not None:
+        options["layout"] = args.layout
     return QRScorer(
         args.model, heads=args.heads, device=args.device, dtype=args.dtype, config=args.config, **options
     )
@@ -120,6 +127,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.max_context_tokens is not None:
         options["max_context_tokens"] = args.max_context_tokens
+    if args.layout is not None:
+        options["layout"] = args.layout
     scorer = QRScorer(args.model, heads="all", device=args.device, dtype=args.dtype, **options)
     ranking = score_heads(scorer, examples, metric, show_progress=not args.quiet)
     head_set = ranking.head_set(args.top_k, name=args.name or out.stem)
@@ -183,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ... (default: auto)")
     g.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (default: auto)")
     g.add_argument("--max-context-tokens", type=int, default=None, help="tokens per forward pass (windows beyond)")
+    g.add_argument("--layout", choices=LAYOUTS, default=None, help=LAYOUT_HELP)
     return parser
 
 

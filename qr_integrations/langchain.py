@@ -72,8 +72,8 @@ class QRHeadDocumentCompressor(
             return []
         picked = self.select(query, [d.page_content for d in docs])
         return [
-            docs[i].model_copy(update={"metadata": {**docs[i].metadata, "relevance_score": score}})
-            for i, score in picked
+            docs[i].model_copy(update={"metadata": {**docs[i].metadata, "relevance_score": score, "qrhead_score": qr}})
+            for i, score, qr in picked
         ]
 
     async def acompress_documents(

@@ -103,11 +103,11 @@ class QRHeadNodePostprocessor(QRHeadSettings, BaseNodePostprocessor):
         with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
             with _NODE_LOCK:
                 texts = [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
-            picked = self.select(query, texts)
-            out = [NodeWithScore(node=nodes[i].node, score=score) for i, score in picked]
+            picked = self.select(query, texts, [n.score for n in nodes])
+            out = [NodeWithScore(node=nodes[i].node, score=score) for i, score, _ in picked]
             if self.keep_retrieval_score:
                 with _NODE_LOCK:
-                    for (i, _), kept in zip(picked, out, strict=True):
+                    for (i, _, _), kept in zip(picked, out, strict=True):
                         self._keep_score(kept, nodes[i].score)
             event.on_end(payload={EventPayload.NODES: out})
         dispatcher.event(ReRankEndEvent(nodes=out))

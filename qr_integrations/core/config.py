@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .heads import HeadSet, HeadSetError
+from .layout import LAYOUTS
 
 
 class ConfigError(ValueError):
@@ -76,6 +77,10 @@ class ScorerConfig:
         outlier_std: inside a chunk, tokens scoring below ``mean - outlier_std * std`` are dropped before
             summing (QRHead: 2.0); ``None`` keeps every token.
         show_progress: show a progress bar when an input needs several windows.
+        layout: how chunks are written into the prompt, whatever order they come in: ``"input"`` (as
+            given), ``"reversed"`` (the first chunk nearest the query; the adapters' default, since
+            retrievers hand candidates best first) or ``"both"`` (two passes, scores averaged). Scores
+            always come back aligned with the input. See :mod:`qr_integrations.core.layout`.
 
     Example:
         >>> cfg = ScorerConfig.from_dict({"heads": "all", "max_context_tokens": 4096})
@@ -94,6 +99,7 @@ class ScorerConfig:
     chunk_size: int = 256
     outlier_std: float | None = 2.0
     show_progress: bool = False
+    layout: str = "input"
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, what: str) -> None:
@@ -115,6 +121,7 @@ class ScorerConfig:
                                           and not isinstance(self.outlier_std, bool) and self.outlier_std >= 0),
              "outlier_std", "expected a number >= 0 or null")
         need(isinstance(self.show_progress, bool), "show_progress", "expected true or false")
+        need(isinstance(self.layout, str) and self.layout in LAYOUTS, "layout", f"expected one of {list(LAYOUTS)}")
         if self.heads is not None and not isinstance(self.heads, HeadSet):
             try:
                 parsed = HeadSet.parse(self.heads)

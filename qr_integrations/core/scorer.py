@@ -33,6 +33,7 @@ from .capture import CaptureState, EarlyExit, capturing
 from .chunking import split_text
 from .config import ScorerConfig
 from .heads import Head, HeadSet, HeadSpec, default_head_set_for
+from .layout import check_layout, layout_orders
 from .models import LoadedModel, load_model
 from .prompt import SEPARATOR, Chunk, EncodedPrompt, chunk_block, normalize_chunk
 from .results import RankedChunk, RankedResults, TrimResult
@@ -434,6 +435,36 @@ class QRScorer:
         heads: HeadSet | None,
         rows: Sequence[Sequence[int]] | None,
         outlier_stds: Sequence[float | None],
+        layout: str | None = None,
+    ) -> list[torch.Tensor]:
+        """Chunk scores ``(len(rows), n_chunks)`` in input order, one matrix per outlier setting.
+
+        The chunks are written into the prompt in the order(s) of ``layout`` (the config's when ``None``);
+        with ``"both"`` each matrix is the mean of the two layouts' matrices.
+        """
+        passes = []
+        for order in layout_orders(len(chunks), self._layout(layout)):
+            laid_out = self._combine_in_prompt_order(query, [chunks[i] for i in order], heads, rows, outlier_stds)
+            back = []
+            for mat in laid_out:
+                aligned = torch.empty_like(mat)
+                aligned[:, order] = mat
+                back.append(aligned)
+            passes.append(back)
+        if len(passes) == 1:
+            return passes[0]
+        return [torch.stack([p[k] for p in passes]).mean(dim=0) for k in range(len(outlier_stds))]
+
+    def _layout(self, layout: str | None) -> str:
+        return check_layout(self.config.layout if layout is None else layout)
+
+    def _combine_in_prompt_order(
+        self,
+        query: str,
+        chunks: Sequence[tuple[str | None, str]],
+        heads: HeadSet | None,
+        rows: Sequence[Sequence[int]] | None,
+        outlier_stds: Sequence[float | None],
     ) -> list[torch.Tensor]:
         """Chunk scores ``(len(rows), n_chunks)``, one matrix per outlier setting, from one pass.
 
@@ -454,12 +485,15 @@ class QRScorer:
         return outs
 
     # ------------------------------------------------------------------ public API
-    def score(self, query: str, chunks: Sequence[Chunk]) -> list[float]:
+    def score(self, query: str, chunks: Sequence[Chunk], *, layout: str | None = None) -> list[float]:
         """One relevance score per chunk, aligned with the input (higher is more relevant).
 
         Args:
             query: the question or search text.
             chunks: strings, ``(title, text)`` pairs, or mappings with ``"text"`` (and ``"title"``).
+            layout: how the chunks are written into the prompt: ``"input"``, ``"reversed"`` (the first
+                chunk next to the query: right for best-first retriever output) or ``"both"`` (two passes,
+                scores averaged); ``None`` takes :attr:`ScorerConfig.layout`. Scores stay in input order.
 
         Returns:
             Plain Python floats; ``[]`` for no chunks.
@@ -473,14 +507,17 @@ class QRScorer:
             [0.41..., 0.02...]
         """
         query = _check_query(query)
+        layout = self._layout(layout)
         norm = self._normalize(chunks)
         if not norm:
             return []
         n_heads = len(self._head_plan()[0])
-        total = self._combine(query, norm, None, [range(n_heads)], [self.config.outlier_std])[0][0]
+        total = self._combine(query, norm, None, [range(n_heads)], [self.config.outlier_std], layout)[0][0]
         return [float(x) for x in total.tolist()]
 
-    def score_head_sets(self, query: str, chunks: Sequence[Chunk], head_sets: Sequence[HeadSpec]) -> list[list[float]]:
+    def score_head_sets(
+        self, query: str, chunks: Sequence[Chunk], head_sets: Sequence[HeadSpec], *, layout: str | None = None
+    ) -> list[list[float]]:
         """Scores under several head sets from one forward pass over the union of their heads.
 
         Each set is aggregated exactly as :meth:`score` would with ``heads=<that set>``: cheap comparisons
@@ -490,6 +527,7 @@ class QRScorer:
             >>> all_s, two = QRScorer().score_head_sets("q?", ["a", "b"], ["all", "3-1,12-4"])  # doctest: +SKIP
         """
         query = _check_query(query)
+        layout = self._layout(layout)
         norm = self._normalize(chunks)
         lm = self.loaded
         resolved = [HeadSet.parse(h).resolve(lm.num_layers, lm.num_heads) for h in head_sets]
@@ -499,10 +537,12 @@ class QRScorer:
         order = self._head_plan(union)[0]
         position = {h: i for i, h in enumerate(order)}
         rows = [[position[h] for h in r] for r in resolved]
-        mat = self._combine(query, norm, union, rows, [self.config.outlier_std])[0]
+        mat = self._combine(query, norm, union, rows, [self.config.outlier_std], layout)[0]
         return [[float(x) for x in row] for row in mat.tolist()]
 
-    def head_scores(self, query: str, chunks: Sequence[Chunk], heads: HeadSpec = "all") -> HeadScores:
+    def head_scores(
+        self, query: str, chunks: Sequence[Chunk], heads: HeadSpec = "all", *, layout: str | None = None
+    ) -> HeadScores:
         """Per-head chunk scores (every head by default): the raw material of head detection.
 
         Example:
@@ -511,6 +551,7 @@ class QRScorer:
             torch.Size([270, 2])
         """
         query = _check_query(query)
+        layout = self._layout(layout)
         norm = self._normalize(chunks)
         hs = HeadSet.parse(heads)
         if not norm:
@@ -518,10 +559,12 @@ class QRScorer:
             empty = torch.zeros(len(order), 0, dtype=torch.float64)
             return HeadScores(order, empty, empty)
         order = self._head_plan(hs)[0]
-        filtered, mass = self._combine(query, norm, hs, None, [self.config.outlier_std, None])
+        filtered, mass = self._combine(query, norm, hs, None, [self.config.outlier_std, None], layout)
         return HeadScores(order, filtered, mass)
 
-    def rank(self, query: str, chunks: Sequence[Chunk], top_n: int | None = None) -> RankedResults:
+    def rank(
+        self, query: str, chunks: Sequence[Chunk], top_n: int | None = None, *, layout: str | None = None
+    ) -> RankedResults:
         """Chunks best first (ties keep input order), optionally only the best ``top_n``.
 
         Example:
@@ -532,7 +575,7 @@ class QRScorer:
         _check_positive("top_n", top_n)
         items_in = self._chunk_list(chunks)  # once: an iterator must not be consumed twice
         norm = self._normalize(items_in)
-        scores = self.score(query, items_in)
+        scores = self.score(query, items_in, layout=layout)
         order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
         if top_n is not None:
             order = order[:top_n]
@@ -549,6 +592,8 @@ class QRScorer:
         max_tokens: int | None = None,
         top_n: int | None = None,
         keep_order: bool = True,
+        *,
+        layout: str | None = None,
     ) -> TrimResult:
         """Keep the chunks that matter for ``query``, within a token budget and/or a count.
 
@@ -570,7 +615,7 @@ class QRScorer:
             chunks = self._chunk_list(text_or_chunks)
         norm = self._normalize(chunks)
         texts = [(f"{t}\n{x}" if t else x) for t, x in norm]
-        scores = self.score(query, chunks) if norm else []
+        scores = self.score(query, chunks, layout=layout) if norm else []
         counts = [self.count_tokens(t) for t in texts]
         kept = select_within_budget(scores, counts, max_tokens, top_n)
         if keep_order:

@@ -93,13 +93,13 @@ def main() -> None:
 
     # 1. the usual way: a compression retriever around the vector store's retriever. The defaults fit a
     #    retriever's best-first output: layout="reversed" puts its best guesses next to the query, and
-    #    fusion="rrf" fuses QRHead's ranking with the retriever's (docs/langchain.md, "Which setting when").
+    #    fusion="weighted" mixes QRHead's scores (70%) with the retriever's order (30%) (docs/langchain.md).
     compressor = QRHeadDocumentCompressor(top_n=3)
     retriever = ContextualCompressionRetriever(base_compressor=compressor, base_retriever=base)
-    print("\nContextualCompressionRetriever with QRHead (fused RRF score, QRHead score, source, text):")
+    print("\nContextualCompressionRetriever with QRHead (fused score, QRHead score, source, text):")
     for doc in retriever.invoke(query):
         meta = doc.metadata
-        print(f"  [{meta['relevance_score']:.5f}] ({meta['qrhead_score']:+.3f}) {meta['source']}: {doc.page_content}")
+        print(f"  [{meta['relevance_score']:.3f}] ({meta['qrhead_score']:+.3f}) {meta['source']}: {doc.page_content}")
 
     # 2. LCEL: the compressor is a Runnable over {"query", "documents"}; the prompt is what an LLM would get
     prompt = PromptTemplate.from_template("Answer from the context.\n\nContext:\n{context}\n\nQuestion: {question}")

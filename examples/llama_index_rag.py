@@ -100,12 +100,12 @@ def main() -> None:
 
     # the one line to add to a pipeline: also works as node_postprocessors=[reranker] in a query engine.
     # The defaults fit a retriever's best-first output: layout="reversed" puts its best guesses next to the
-    # query, and fusion="rrf" fuses QRHead's ranking with the retriever's (docs/llama_index.md).
+    # query, and fusion="weighted" mixes QRHead's scores (70%) with the dense scores (30%) (docs/llama_index.md).
     reranker = QRHeadNodePostprocessor(top_n=3, keep_retrieval_score=True)
     reranked = reranker.postprocess_nodes(retrieved, query_str=query)
-    print("\nAfter QRHead re-ranking (fused RRF score, dense score, text):")
+    print("\nAfter QRHead re-ranking (fused score, dense score, text):")
     for hit in reranked:
-        print(f"  [{hit.score:.5f}] ({hit.node.metadata['retrieval_score']:.3f}) {hit.node.get_content()}")
+        print(f"  [{hit.score:.3f}] ({hit.node.metadata['retrieval_score']:.3f}) {hit.node.get_content()}")
 
     # QRHead alone, with its own calibrated attention scores (no fusion with the dense ranking)
     alone = QRHeadNodePostprocessor(top_n=3, fusion="none").postprocess_nodes(retrieved, query_str=query)

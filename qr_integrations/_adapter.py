@@ -59,10 +59,11 @@ class QRHeadSettings(BaseModel):
         "query), 'input', or 'both' (two passes, averaged).",
     )
     fusion: str = Field(
-        default="rrf",
-        description="Fuse QRHead's ranking with the incoming (retriever) ranking: 'rrf', 'weighted' or 'none'.",
+        default="weighted",
+        description="Fuse QRHead's scores with the incoming (retriever) ranking: 'weighted' (a mix of scores scaled "
+        "to [0, 1] within the query), 'rrf' (reciprocal rank fusion) or 'none' (QRHead alone).",
     )
-    fusion_weight: float = Field(default=0.5, ge=0.0, le=1.0, description="Share of QRHead in the fusion, in [0, 1].")
+    fusion_weight: float = Field(default=0.7, ge=0.0, le=1.0, description="Share of QRHead in the fusion, in [0, 1].")
     rrf_k: int = Field(default=RRF_K, ge=0, description="The reciprocal rank fusion constant.")
 
     _scorer: QRScorer | None = PrivateAttr(default=None)

@@ -134,7 +134,7 @@ def test_fuse_reads_the_input_order_without_retriever_scores() -> None:
 # ---------------------------------------------------------------------------------------------- adapters
 
 
-def test_compressor_defaults_are_reversed_layout_and_rrf(scorer: QRScorer) -> None:
+def test_compressor_defaults_are_reversed_layout_and_a_weighted_mix(scorer: QRScorer) -> None:
     pytest.importorskip("langchain_core")
     from langchain_core.documents import Document
 
@@ -143,13 +143,16 @@ def test_compressor_defaults_are_reversed_layout_and_rrf(scorer: QRScorer) -> No
     texts = [c if isinstance(c, str) else (c[1] if isinstance(c, tuple) else c["text"]) for c in CHUNKS]
     docs = [Document(page_content=t, metadata={"i": i}) for i, t in enumerate(texts)]
     comp = QRHeadDocumentCompressor(scorer=scorer)
-    assert (comp.layout, comp.fusion, comp.fusion_weight, comp.rrf_k) == ("reversed", "rrf", 0.5, 60)
+    assert (comp.layout, comp.fusion, comp.fusion_weight, comp.rrf_k) == ("reversed", "weighted", 0.7, 60)
     out = comp.compress_documents(docs, QUERY)
     qr = scorer.score(QUERY, texts, layout="reversed")
-    fused = fuse(qr, None, "rrf", 0.5, 60)
+    fused = weighted_fusion(qr, order_scores(5), 0.7)  # documents carry no retriever score: the order stands in
+    assert all(0.0 <= x <= 1.0 for x in fused)
     assert [d.metadata["i"] for d in out] == sorted(range(5), key=lambda i: (-fused[i], i))
     assert [d.metadata["relevance_score"] for d in out] == sorted(fused, reverse=True)
     assert [d.metadata["qrhead_score"] for d in out] == [qr[d.metadata["i"]] for d in out]
+    rrf = QRHeadDocumentCompressor(scorer=scorer, fusion="rrf", rrf_k=10).compress_documents(docs, QUERY)
+    assert [d.metadata["relevance_score"] for d in rrf] == sorted(fuse(qr, None, "rrf", 0.7, 10), reverse=True)
     plain = QRHeadDocumentCompressor(scorer=scorer, fusion="none", layout="input").compress_documents(docs, QUERY)
     assert [d.metadata["relevance_score"] for d in plain] == scorer.rank(QUERY, texts, layout="input").scores
 

@@ -110,8 +110,8 @@ def weighted_fusion(qr_scores: Sequence[float], retriever_scores: Sequence[float
 def fuse(
     qr_scores: Sequence[float],
     retriever_scores: Sequence[float | None] | None = None,
-    method: str = "rrf",
-    weight: float = 0.5,
+    method: str = "weighted",
+    weight: float = 0.7,
     rrf_k: int = RRF_K,
 ) -> list[float]:
     """QRHead scores fused with the retriever's ranking by ``method`` (``"none"`` returns them unchanged).
@@ -120,8 +120,9 @@ def fuse(
         qr_scores: QRHead scores aligned with the input (e.g. :meth:`QRScorer.score`).
         retriever_scores: the retriever's scores aligned with the input; ``None`` (or any ``None`` in it)
             reads the retriever's ranking from the input order, best first.
-        method: ``"rrf"``, ``"weighted"`` or ``"none"``.
-        weight: share of QRHead in ``[0, 1]``.
+        method: ``"weighted"`` (the adapters' default), ``"rrf"`` or ``"none"``.
+        weight: share of QRHead in ``[0, 1]`` (default ``0.7``, the adapters' default: measured in
+            docs/benchmarks.md, "Adapters in retriever order").
         rrf_k: the RRF constant.
 
     Returns:
@@ -130,7 +131,9 @@ def fuse(
     Example:
         >>> from qr_integrations.core.fusion import fuse, ranks
         >>> qr = [0.02, 0.31, 0.30]                     # QRHead alone: item 1, then 2, then 0
-        >>> ranks(fuse(qr, method="rrf"))                # input given best first by the retriever
+        >>> ranks(fuse(qr))                              # input best first: 0.7 * QRHead + 0.3 * the order
+        [3, 1, 2]
+        >>> ranks(fuse(qr, method="rrf", weight=0.5))    # plain reciprocal rank fusion with the order
         [2, 1, 3]
         >>> ranks(fuse(qr, [0.9, 0.1, 0.8], method="weighted", weight=0.5))
         [2, 2, 1]

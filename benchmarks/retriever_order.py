@@ -62,12 +62,16 @@ def content_key(query: str, texts: Sequence[str], layout: str, heads: str, model
     return h.hexdigest()[:24]
 
 
+SCORES_DIR = H.RESULTS_DIR / "scores"  # committed copies of the score caches, so a later run resumes
+
+
 class ScoreCache:
-    """QRHead scores on disk: one JSONL file per shard, all shards read back."""
+    """QRHead scores on disk: one JSONL file per shard, all shards read back (also the committed copies)."""
 
     def __init__(self, folder: Path, tag: str, shard: str = "0") -> None:
         self.folder = folder
-        self.caches = [H.JsonlCache(p) for p in sorted(folder.glob(f"retriever_order_{tag}_*.jsonl"))]
+        pattern = f"retriever_order_{tag}_*.jsonl"
+        self.caches = [H.JsonlCache(p) for d in (folder, SCORES_DIR) for p in sorted(d.glob(pattern))]
         self.own = H.JsonlCache(folder / f"retriever_order_{tag}_{shard}.jsonl")
 
     def get(self, key: str) -> Any:

@@ -118,8 +118,9 @@ def test_weighted_worked_example() -> None:
 
 def test_fuse_reads_the_input_order_without_retriever_scores() -> None:
     qr = [0.1, 0.2, 0.3, 0.4]
-    assert fuse(qr, None, "rrf") == reciprocal_rank_fusion(qr, [1.0, 0.75, 0.5, 0.25])
-    assert fuse(qr, [None, None, None, None], "weighted") == weighted_fusion(qr, order_scores(4))
+    assert fuse(qr, None, "rrf", 0.5) == reciprocal_rank_fusion(qr, [1.0, 0.75, 0.5, 0.25], 0.5)
+    assert fuse(qr, [None, None, None, None], "weighted", 0.6) == weighted_fusion(qr, order_scores(4), 0.6)
+    assert fuse(qr) == weighted_fusion(qr, order_scores(4), 0.7)  # the adapters' default
     assert fuse(qr, [4.0, 3.0, 2.0, 1.0], "none") == qr
     assert fuse([], None, "rrf") == []
     assert all(type(x) is float for x in fuse([1, 2], [2, 1], "weighted"))

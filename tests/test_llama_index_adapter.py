@@ -196,7 +196,7 @@ def test_budget_order_threshold_and_metadata_mode(scorer) -> None:
         for i, t in ((0, "Paris"), (1, "fruit"), (5, "space"), (9, "birds"))
     ]
     query = "Which fruit is rich in potassium?"
-    best = QRHeadNodePostprocessor().postprocess_nodes(nodes, query_str=query)
+    best = QRHeadNodePostprocessor(fusion="none").postprocess_nodes(nodes, query_str=query)  # QRHead's own scores
     assert len(best) == 4 and best[0].node.metadata["topic"] == "fruit"
     kept = QRHeadNodePostprocessor(keep_order=True, top_n=3).postprocess_nodes(nodes, query_str=query)
     order = [n.node.node_id for n in nodes]
@@ -204,7 +204,7 @@ def test_budget_order_threshold_and_metadata_mode(scorer) -> None:
     budget = scorer.count_tokens(nodes[1].node.get_content(metadata_mode=MetadataMode.NONE)) + 2
     small = QRHeadNodePostprocessor(max_tokens=budget, metadata_mode="none").postprocess_nodes(nodes, query_str=query)
     assert [n.node.metadata["topic"] for n in small] == ["fruit"]
-    cut = (best[1].score + best[2].score) / 2
+    cut = (best[1].score + best[2].score) / 2  # the threshold is on QRHead's score, under any fusion
     above = QRHeadNodePostprocessor(score_threshold=cut).postprocess_nodes(nodes, query_str=query)
     assert ids(above) == ids(best[:2])
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qr_integrations import QRScorer
+from qr_integrations import QRScorer, fuse
 from qr_integrations.core.prompt import clean_text
 
 FAST_HEADS = "1-0,2-3,3-5"
@@ -138,14 +138,16 @@ def test_langchain_keeps_metadata_and_drops_only_by_the_rules(
     before = copy.deepcopy(inputs)
     out = list(comp.compress_documents(inputs, query))
     assert inputs == before  # inputs untouched
-    scores = fast.score(query, [t for t, _ in docs])
-    best_first = sorted(range(len(docs)), key=lambda i: (-scores[i], i))
+    # the defaults: laid out reversed, fused with the input order; the threshold is on QRHead's own score
+    qr = fast.score(query, [t for t, _ in docs], layout="reversed")
+    fused = fuse(qr, None, "weighted", 0.7)
+    allowed = [i for i in range(len(docs)) if threshold is None or qr[i] >= threshold]
+    best_first = sorted(allowed, key=lambda i: (-fused[i], i))
     expected = best_first[:top_n] if top_n is not None else best_first
-    expected = [i for i in expected if threshold is None or scores[i] >= threshold]
     assert [d.id for d in out] == [f"d{i}" for i in expected]
     for d, i in zip(out, expected):
         assert d.page_content == docs[i][0]
-        assert d.metadata == {**docs[i][1], "relevance_score": scores[i]}
+        assert d.metadata == {**docs[i][1], "relevance_score": fused[i], "qrhead_score": qr[i]}
 
 
 @SETTINGS

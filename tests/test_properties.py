@@ -133,7 +133,9 @@ def test_langchain_keeps_metadata_and_drops_only_by_the_rules(
 
     from qr_integrations.langchain import QRHeadDocumentCompressor
 
-    comp = QRHeadDocumentCompressor(heads=FAST_HEADS, device="cpu", top_n=top_n, score_threshold=threshold)
+    # QRHead alone, chunks as given: the expected order and scores are the core scorer's
+    comp = QRHeadDocumentCompressor(heads=FAST_HEADS, device="cpu", top_n=top_n, score_threshold=threshold,
+                                    fusion="none", layout="input")
     inputs = [Document(page_content=t, metadata=m, id=f"d{i}") for i, (t, m) in enumerate(docs)]
     before = copy.deepcopy(inputs)
     out = list(comp.compress_documents(inputs, query))
@@ -145,7 +147,7 @@ def test_langchain_keeps_metadata_and_drops_only_by_the_rules(
     assert [d.id for d in out] == [f"d{i}" for i in expected]
     for d, i in zip(out, expected):
         assert d.page_content == docs[i][0]
-        assert d.metadata == {**docs[i][1], "relevance_score": scores[i]}
+        assert d.metadata == {**docs[i][1], "relevance_score": scores[i], "qrhead_score": scores[i]}
 
 
 @SETTINGS

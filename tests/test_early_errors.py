@@ -204,3 +204,14 @@ def test_a_passed_scorer_is_used(build: Callable[..., Any]) -> None:
     component = build(scorer=given, top_n=1)
     assert component.scorer is given and component.heads == "all"
     assert component.scorer.head_set.is_all
+
+
+@pytest.mark.parametrize("build", ADAPTERS.values(), ids=ADAPTERS.keys())
+def test_touching_scorer_loads_nothing_as_the_docs_say(build: Callable[..., Any], no_weights: None) -> None:
+    component = build(model="qr-integrations-tests/not-loaded", top_n=2)
+    scorer = component.scorer  # builds the QRScorer; the model would load only at first use
+    assert isinstance(scorer, QRScorer) and scorer._loaded is None
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    for page in ("llama_index.md", "langchain.md"):
+        text = " ".join((docs / page).read_text(encoding="utf-8").split())
+        assert "neither does touching" in text and "or when you touch" not in text

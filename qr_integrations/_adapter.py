@@ -128,8 +128,9 @@ class QRHeadSettings(BaseModel):
         if scorer_given:
             raise TypeError(f"pass either scorer= or scorer options, not both (got scorer= and {sorted(top)}); "
                             "set them on the QRScorer")
-        options = data.get("scorer_options")
-        options = dict(options) if isinstance(options, Mapping) else {}
+        options = data.get("scorer_options") or {}
+        if not isinstance(options, Mapping):
+            raise TypeError(f"scorer_options must be a mapping of scorer options, got {type(options).__name__}")
         clash = sorted(k for k in top if k in options and options[k] != top[k])
         if clash:
             raise TypeError(f"{clash} given both as keywords and in scorer_options, with different values")

@@ -158,6 +158,8 @@ def test_scorer_options_at_the_top_level(build: Callable[..., Any]) -> None:
     assert same.scorer_options == {"max_context_tokens": 4096}
     with pytest.raises(TypeError, match="both as keywords and in scorer_options"):
         build(max_context_tokens=4096, scorer_options={"max_context_tokens": 2048})
+    with pytest.raises(TypeError, match="scorer_options must be a mapping"):
+        build(max_context_tokens=4096, scorer_options=["calibrate"])
     with pytest.raises(TypeError, match="either scorer= or scorer options"):
         build(scorer=QRScorer(), max_context_tokens=4096)
 

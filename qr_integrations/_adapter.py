@@ -6,26 +6,39 @@ An adapter is a :class:`QRHeadSettings` (the model and selection fields) plus th
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, ValidationError, field_validator, model_validator
 from typing_extensions import Self
 
-from .core.config import ConfigError, ScorerConfig, read_config_mapping
+from .core.config import COMPONENT_KEYS, ConfigError, ScorerConfig, read_config_mapping
 from .core.fusion import FUSION_METHODS, RRF_K, fuse
 from .core.heads import HeadSet
 from .core.layout import LAYOUTS
 from .core.models import DEFAULT_MODEL
-from .core.scorer import QRScorer, select_within_budget
+from .core.scorer import QRScorer, check_config, select_within_budget
+
+logger = logging.getLogger(__name__)
 
 _MODEL_FIELDS = ("model", "heads", "device", "dtype")
 # set on the component itself, not in scorer_options: the adapter passes its layout on every call
 _OWN_SCORER_FIELDS = ("layout",)
 SCORER_KEYS = tuple(f.name for f in fields(ScorerConfig))
 OPTION_KEYS = tuple(k for k in SCORER_KEYS if k not in _MODEL_FIELDS + _OWN_SCORER_FIELDS)
+# not settings of the component: the framework's own plumbing, never written to a config file
+_NOT_CONFIG = ("callback_manager", "name")
+
+# Strict types: "yes" is not True and "3" is not 3 (as ScorerConfig refuses them); ints are fine as floats.
+StrictBool = Annotated[bool, Strict()]
+StrictInt = Annotated[int, Strict()]
+StrictFloat = Annotated[float, Strict()]
 
 
 def read_config(source: ScorerConfig | Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
@@ -35,6 +48,8 @@ def read_config(source: ScorerConfig | Mapping[str, Any] | str | os.PathLike[str
 
 class QRHeadSettings(BaseModel):
     """The model fields and selection fields common to both adapters, and the lazily built scorer."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     model: str | None = Field(
         default=None, description="Hub id, local folder or .gguf path of the LLM; None: the embedded SmolLM2-135M-Instruct."
@@ -47,12 +62,16 @@ class QRHeadSettings(BaseModel):
     scorer_options: dict[str, Any] = Field(
         default_factory=dict, description=f"Other ScorerConfig fields for the scorer: {', '.join(OPTION_KEYS)}."
     )
-    top_n: int | None = Field(default=None, ge=1, description="Keep at most this many items; None keeps all.")
-    score_threshold: float | None = Field(
+    top_n: StrictInt | None = Field(
+        default=None, ge=1, description="Keep at most this many items; None keeps all, re-ordered (see the docs for why)."
+    )
+    score_threshold: StrictFloat | None = Field(
         default=None, description="Drop items whose QRHead score (before fusion) is below this; None keeps all."
     )
-    max_tokens: int | None = Field(default=None, ge=1, description="Token budget of the kept items; None: no budget.")
-    keep_order: bool = Field(default=False, description="False: best first. True: kept items keep their incoming order.")
+    max_tokens: StrictInt | None = Field(default=None, ge=1, description="Token budget of the kept items; None: no budget.")
+    keep_order: StrictBool = Field(
+        default=False, description="False: best first. True: kept items keep their incoming order."
+    )
     layout: str = Field(
         default="reversed",
         description="Prompt layout of the incoming items: 'reversed' (the first, the retriever's best, next to the "
@@ -63,13 +82,14 @@ class QRHeadSettings(BaseModel):
         description="Fuse QRHead's scores with the incoming (retriever) ranking: 'weighted' (a mix of scores scaled "
         "to [0, 1] within the query), 'rrf' (reciprocal rank fusion) or 'none' (QRHead alone).",
     )
-    fusion_weight: float = Field(default=0.7, ge=0.0, le=1.0, description="Share of QRHead in the fusion, in [0, 1].")
-    rrf_k: int = Field(default=RRF_K, ge=0, description="The reciprocal rank fusion constant.")
+    fusion_weight: StrictFloat = Field(default=0.7, ge=0.0, le=1.0, description="Share of QRHead in the fusion, in [0, 1].")
+    rrf_k: StrictInt = Field(default=RRF_K, ge=0, description="The reciprocal rank fusion constant.")
 
     _scorer: QRScorer | None = PrivateAttr(default=None)
     _scorer_given: bool = PrivateAttr(default=False)
 
     def __init__(self, scorer: QRScorer | None = None, **data: Any) -> None:
+        data = self._sort_keywords(data, scorer is not None)
         if scorer is not None:
             if not isinstance(scorer, QRScorer):
                 raise TypeError(f"scorer must be a QRScorer, got {type(scorer).__name__}")
@@ -83,6 +103,40 @@ class QRHeadSettings(BaseModel):
         super().__init__(**data)
         if scorer is not None:
             self._scorer, self._scorer_given = scorer, True
+        else:
+            # a bad model path, device, dtype or head set fails here, with the errors loading would raise
+            check_config(self.scorer_config)
+
+    @classmethod
+    def _sort_keywords(cls, data: dict[str, Any], scorer_given: bool) -> dict[str, Any]:
+        """Refuse unknown keywords (``topn=3`` is a TypeError, as upstream rerankers do) and move scorer options
+        given at the top level (``max_context_tokens=4096``, as in a config file) into ``scorer_options``."""
+        own = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+        unknown = sorted(k for k in data if k not in own and k not in OPTION_KEYS)
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, sorted(own | set(OPTION_KEYS) | {"scorer"}), n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise TypeError(
+                f"{cls.__name__}() got unexpected keyword argument(s) {', '.join(hints)}; its fields: "
+                f"{sorted(k for k in cls.model_fields if k not in _NOT_CONFIG)}, scorer options (at the top level or "
+                f"in scorer_options): {list(OPTION_KEYS)}, and scorer=QRScorer(...)"
+            )
+        top = {k: data.pop(k) for k in list(data) if k in OPTION_KEYS}
+        if not top:
+            return data
+        if scorer_given:
+            raise TypeError(f"pass either scorer= or scorer options, not both (got scorer= and {sorted(top)}); "
+                            "set them on the QRScorer")
+        options = data.get("scorer_options") or {}
+        if not isinstance(options, Mapping):
+            raise TypeError(f"scorer_options must be a mapping of scorer options, got {type(options).__name__}")
+        clash = sorted(k for k in top if k in options and options[k] != top[k])
+        if clash:
+            raise TypeError(f"{clash} given both as keywords and in scorer_options, with different values")
+        data["scorer_options"] = {**options, **top}
+        return data
 
     @field_validator("layout")
     @classmethod
@@ -174,7 +228,10 @@ class QRHeadSettings(BaseModel):
         """Build from a scorer config (a :class:`ScorerConfig`, dict, YAML/JSON file or text).
 
         The config may also hold this component's own fields (``top_n``, ``max_tokens``, ...), so one
-        file can describe the whole component; keyword arguments override the config.
+        file can describe the whole component; keyword arguments override the config. Keys of the other
+        adapter (``keep_retrieval_score`` and ``metadata_mode``, which only the LlamaIndex postprocessor has)
+        and of serialised forms (``class_name``, ``scorer_options``) are read or skipped, so one file fits both
+        adapters, :class:`QRScorer` and the CLI; any other unknown key is an error.
 
         Example:
             >>> from qr_integrations.langchain import QRHeadDocumentCompressor
@@ -183,9 +240,15 @@ class QRHeadSettings(BaseModel):
             (3, True, {'max_context_tokens': 2048})
         """
         data = read_config(config)
-        data.pop("class_name", None)
-        data.update(data.pop("scorer_options", None) or {})
-        own = set(cls.model_fields) - set(_MODEL_FIELDS) - {"scorer_options", "callback_manager"}
+        options = data.pop("scorer_options", None) or {}
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"config key 'scorer_options': expected a mapping, got {type(options).__name__}")
+        data.update(options)
+        own = set(cls.model_fields) - set(_MODEL_FIELDS) - {"scorer_options", *_NOT_CONFIG}
+        skipped = sorted(k for k in data if k in COMPONENT_KEYS and k not in own)
+        if skipped:
+            logger.debug("%s.from_config skips keys of other components: %s", cls.__name__, skipped)
+        data = {k: v for k, v in data.items() if k not in skipped}
         own_scorer = {k: data.pop(k) for k in _OWN_SCORER_FIELDS if k in data}  # the component's, when given
         unknown = sorted(set(data) - set(SCORER_KEYS) - own)
         if unknown:
@@ -200,7 +263,46 @@ class QRHeadSettings(BaseModel):
         kwargs.update({k: v for k, v in data.items() if k in own})
         kwargs.update(own_scorer)
         kwargs.update(fields)
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except ValidationError as exc:  # name the config key, as ScorerConfig does ("yes" is no boolean)
+            problems = "; ".join(
+                f"config key {'.'.join(map(str, e['loc'])) or 'value'!r}: {e['msg']}, got {e.get('input')!r}"
+                if e["loc"] else e["msg"]
+                for e in exc.errors()
+            )
+            raise ConfigError(problems) from exc
+
+    def to_config(self) -> dict[str, Any]:
+        """The component as one flat, JSON/YAML-safe config mapping (scorer keys and the component's own),
+        which :meth:`from_config`, :meth:`ScorerConfig.load` and the CLI's ``--config`` read back.
+
+        Example:
+            >>> from qr_integrations.langchain import QRHeadDocumentCompressor
+            >>> QRHeadDocumentCompressor(top_n=3, max_context_tokens=2048).to_config()["max_context_tokens"]
+            2048
+        """
+        dumped = self.model_dump(mode="json", exclude={"scorer_options", *_NOT_CONFIG})
+        dumped.pop("class_name", None)  # LlamaIndex adds it to every dump
+        out = {k: dumped[k] for k in _MODEL_FIELDS}
+        out.update(self.scorer_options)
+        out.update({k: v for k, v in dumped.items() if k not in _MODEL_FIELDS})
+        return out
+
+    def to_yaml(self, path: str | os.PathLike[str] | None = None) -> str:
+        """:meth:`to_config` as YAML text (written to ``path`` too, if given): a config file for
+        :meth:`from_config`, :meth:`QRScorer.from_config` or ``qr-integrations --config``.
+
+        Example:
+            >>> from qr_integrations.langchain import QRHeadDocumentCompressor
+            >>> c = QRHeadDocumentCompressor(top_n=3, heads="all")
+            >>> QRHeadDocumentCompressor.from_config(c.to_yaml()) == c
+            True
+        """
+        text = yaml.safe_dump(self.to_config(), sort_keys=False)
+        if path is not None:
+            Path(path).expanduser().write_text(text, encoding="utf-8")
+        return text
 
     def select(
         self, query: str, texts: list[str], retriever_scores: list[float | None] | None = None

@@ -1,12 +1,25 @@
-"""The ``qr-integrations`` command line: rank chunks, trim long texts.
+"""The ``qr-integrations`` command line: rank chunks, trim long texts, detect heads.
 
 Examples::
 
     qr-integrations rank --query "Which fruit has potassium?" --chunks chunks.jsonl --top-n 3
-    qr-integrations trim --query "Which fruit has potassium?" --text report.txt --max-tokens 1000
+    head -3 chunks.jsonl | qr-integrations rank -q "Which fruit has potassium?" -c -
+    qr-integrations trim --query "Which fruit has potassium?" --text report.txt --max-tokens 1000 --json
     qr-integrations detect --model M --data examples.jsonl --top-k 16 --metric ndcg@10 --out heads.yaml --plot heads.png
 
-Bad input exits with status 2 and a one-line message on stderr.
+Input formats (``--format``, default ``auto``):
+
+* ``jsonl``: one chunk per line, a JSON string or an object ``{"text": ..., "title": ..., "id": ...}``
+  (``title`` and ``id`` optional; ``id`` is echoed in the output);
+* ``json``: one JSON array of such items;
+* ``text``: plain text; ``rank`` takes each blank-line-separated paragraph as a chunk, ``trim`` splits it
+  into chunks of up to ``chunk_size`` tokens (paragraphs, then sentences).
+
+``auto`` reads ``.jsonl``/``.ndjson`` files as JSONL, ``.json`` as JSON and ``.txt``/``.md`` as text; other
+files and stdin are sniffed: a JSON array is JSON, a first line that is a JSON string or object makes JSONL
+(then every line must be), anything else is text. Pass ``--format`` to force one.
+
+Bad input (a missing file, invalid JSON, no chunks at all) exits with status 2 and a one-line message on stderr.
 """
 
 from __future__ import annotations
@@ -15,18 +28,39 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .core.layout import LAYOUTS
 
 EXIT_BAD_INPUT = 2
+FORMATS = ("auto", "jsonl", "json", "text")
 LAYOUT_HELP = ("prompt order of the chunks: input (as given), reversed (the first chunk next to the query: for "
                "best-first retriever output), both (two passes, averaged); default: the config's, else input")
+FORMAT_HELP = ("input format: jsonl (a JSON string or {\"text\", \"title\", \"id\"} object per line), json (an array of "
+               "those), text (plain text), or auto: by file extension, else sniffed (default: auto)")
+_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".txt": "text", ".md": "text", ".text": "text"}
 
 
 class BadInputError(Exception):
     """Input the user can fix; reported as one line with exit status 2."""
+
+
+@dataclass
+class Input:
+    """What was read: plain ``text``, or ``chunks`` (with the ``ids`` given in JSON input, else ``None``s)."""
+
+    name: str
+    format: str
+    text: str | None = None
+    chunks: list[Any] = field(default_factory=list)
+    ids: list[Any] = field(default_factory=list)
+
+    @property
+    def has_ids(self) -> bool:
+        return any(i is not None for i in self.ids)
 
 
 def _read_text(path: str) -> str:
@@ -41,64 +75,161 @@ def _read_text(path: str) -> str:
         raise BadInputError(f"file {path!r} is not UTF-8 text: {exc}") from exc
 
 
-def read_chunks(path: str) -> list[Any]:
-    """Chunks from a ``.jsonl`` file (one JSON string or ``{"text", "title"}`` object per line) or a
-    text file (one chunk per blank-line-separated paragraph)."""
+def _sniff(body: str) -> str:
+    """``json``, ``jsonl`` or ``text`` for input without a telling extension."""
+    stripped = body.lstrip()
+    if stripped.startswith("["):
+        try:
+            if isinstance(json.loads(body), list):
+                return "json"
+        except json.JSONDecodeError:
+            pass
+    first = next((line for line in body.splitlines() if line.strip()), "")
+    try:
+        item = json.loads(first)
+    except json.JSONDecodeError:
+        return "text"
+    return "jsonl" if isinstance(item, (str, dict)) else "text"
+
+
+def _item(item: Any, where: str) -> tuple[Any, Any]:
+    """One JSON chunk item as ``(chunk, id)``."""
+    if isinstance(item, str):
+        return item, None
+    if isinstance(item, dict) and isinstance(item.get("text"), str):
+        title = item.get("title")
+        if title is not None and not isinstance(title, str):
+            raise BadInputError(f'{where}: "title" must be a string or null, got {type(title).__name__}')
+        chunk = {"text": item["text"], "title": title}
+        return chunk, item.get("id")
+    raise BadInputError(f'{where}: expected a JSON string or an object with a "text" string')
+
+
+def read_input(path: str, fmt: str = "auto") -> Input:
+    """Read ``path`` (``-``: stdin) as ``fmt``; see the module docstring for the formats and ``auto``.
+
+    Raises:
+        BadInputError: a missing file, invalid JSON or JSONL (with the line number), or no content at all.
+    """
+    name = "stdin" if path == "-" else path
     body = _read_text(path)
-    if path.endswith(".jsonl") or path.endswith(".ndjson"):
-        chunks: list[Any] = []
+    if not body.strip():
+        raise BadInputError(f"{name} is empty: nothing to score")
+    resolved = fmt
+    why = ""
+    if fmt == "auto":
+        resolved = _EXTENSIONS.get(Path(path).suffix.lower(), "") if path != "-" else ""
+        if not resolved:
+            resolved = _sniff(body)
+            why = f" (read as {resolved.upper()} because of how it starts; pass --format text to read plain text)"
+    out = Input(name=name, format=resolved)
+    if resolved == "text":
+        out.text = body
+        return out
+    if resolved == "json":
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"{name}: not valid JSON ({exc.msg}, line {exc.lineno}){why}") from exc
+        if not isinstance(data, list):
+            raise BadInputError(f"{name}: expected a JSON array of chunks, got a JSON {type(data).__name__}")
+        pairs = [_item(x, f"{name}: item {i}") for i, x in enumerate(data)]
+    else:
+        pairs = []
         for n, line in enumerate(body.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise BadInputError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-            if isinstance(item, str) or (isinstance(item, dict) and isinstance(item.get("text"), str)):
-                chunks.append(item)
-            else:
-                raise BadInputError(f'{path}:{n}: expected a JSON string or an object with a "text" string')
-        return chunks
-    return [p.strip() for p in body.split("\n\n") if p.strip()]
+                raise BadInputError(f"{name}:{n}: not valid JSON ({exc.msg}){why}") from exc
+            pairs.append(_item(item, f"{name}:{n}"))
+    if not pairs:
+        raise BadInputError(f"{name} holds no chunks: nothing to score")
+    out.chunks = [c for c, _ in pairs]
+    out.ids = [i for _, i in pairs]
+    return out
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def read_chunks(path: str, fmt: str = "auto") -> list[Any]:
+    """The chunks of ``path`` as ``rank`` reads them (plain text: one chunk per paragraph)."""
+    got = read_input(path, fmt)
+    if got.text is not None:
+        return _paragraphs(got)
+    return got.chunks
+
+
+def _paragraphs(got: Input) -> list[str]:
+    chunks = [p.strip() for p in (got.text or "").split("\n\n") if p.strip()]
+    if not chunks:
+        raise BadInputError(f"{got.name} holds no chunks: nothing to score")
+    return chunks
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+
+def _add_model_args(p: argparse.ArgumentParser, heads: bool = True) -> None:
     g = p.add_argument_group("model")
+    g.add_argument("--config", default=None,
+                   help="config file (.yaml/.json; an adapter's file works too: its own keys are skipped); flags override")
     g.add_argument("--model", default=None, help="hub id, local folder or .gguf file (default: embedded SmolLM2-135M)")
-    g.add_argument("--heads", default=None, help="'all', 'L-H,L-H', a shipped set name or a YAML file")
+    if heads:
+        g.add_argument("--heads", default=None, help="'all', 'L-H,L-H' (0-based layer-head pairs), a shipped set name "
+                       "or a YAML file")
     g.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ... (default: auto)")
     g.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (default: auto)")
-    g.add_argument("--config", default=None, help="scorer config file (.yaml/.json); flags override it")
     g.add_argument("--max-context-tokens", type=int, default=None, help="tokens per forward pass (windows beyond)")
     g.add_argument("--layout", choices=LAYOUTS, default=None, help=LAYOUT_HELP)
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads for the forward passes (default: torch's)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
 
 
-def _scorer(args: argparse.Namespace) -> Any:
+def scorer_from_args(args: argparse.Namespace, heads: str | None = None) -> Any:
+    """The :class:`QRScorer` the shared model flags (and ``--config``) describe; ``heads`` overrides ``--heads``."""
     from .core import QRScorer
 
-    options: dict[str, Any] = {"show_progress": True}
+    options: dict[str, Any] = {"show_progress": not args.quiet}
     if args.max_context_tokens is not None:
         options["max_context_tokens"] = args.max_context_tokens
     if args.layout is not None:
         options["layout"] = args.layout
+    if args.threads is not None:
+        options["num_threads"] = args.threads
     return QRScorer(
-        args.model, heads=args.heads, device=args.device, dtype=args.dtype, config=args.config, **options
+        args.model, heads=heads or getattr(args, "heads", None), device=args.device, dtype=args.dtype,
+        config=args.config, **options,
     )
 
 
+# ---------------------------------------------------------------------------------------------- commands
+
+
 def _cmd_rank(args: argparse.Namespace) -> int:
-    chunks = read_chunks(args.chunks)
-    results = _scorer(args).rank(args.query, chunks, top_n=args.top_n)
+    got = read_input(args.chunks, args.format)
+    chunks = _paragraphs(got) if got.text is not None else got.chunks
+    results = scorer_from_args(args).rank(args.query, chunks, top_n=args.top_n)
     for item in results:
-        print(json.dumps(item.to_dict(), ensure_ascii=False))
+        row = item.to_dict()
+        if got.has_ids:
+            row["id"] = got.ids[item.index]
+        print(json.dumps(row, ensure_ascii=False))
     return 0
 
 
 def _cmd_trim(args: argparse.Namespace) -> int:
-    text = _read_text(args.text)
-    scorer = _scorer(args)
-    result = scorer.trim(args.query, text, max_tokens=args.max_tokens, top_n=args.top_n, keep_order=not args.best_first)
-    print(result.text)
+    got = read_input(args.text, args.format)
+    scorer = scorer_from_args(args)
+    source: Any = got.text if got.text is not None else got.chunks
+    result = scorer.trim(args.query, source, max_tokens=args.max_tokens, top_n=args.top_n, keep_order=not args.best_first)
+    if args.json:
+        out = result.to_dict()
+        if got.has_ids:
+            for chunk in out["chunks"]:
+                chunk["id"] = got.ids[chunk["index"]]
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        print(result.text)
     print(
         f"kept {len(result.indices)} of {result.num_input_chunks} chunks, "
         f"{result.kept_tokens} of {result.input_tokens} tokens",
@@ -108,7 +239,6 @@ def _cmd_trim(args: argparse.Namespace) -> int:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-    from .core import QRScorer
     from .core.detection import check_metric, read_examples, score_heads
 
     metric = check_metric(args.metric)
@@ -124,12 +254,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise BadInputError("--plot needs matplotlib: pip install 'qr-integrations[plots]'") from exc
     examples = read_examples(args.data)
-    options: dict[str, Any] = {}
-    if args.max_context_tokens is not None:
-        options["max_context_tokens"] = args.max_context_tokens
-    if args.layout is not None:
-        options["layout"] = args.layout
-    scorer = QRScorer(args.model, heads="all", device=args.device, dtype=args.dtype, **options)
+    scorer = scorer_from_args(args, heads="all")  # detection scores every head
     ranking = score_heads(scorer, examples, metric, show_progress=not args.quiet)
     head_set = ranking.head_set(args.top_k, name=args.name or out.stem)
     head_set.to_yaml(out)
@@ -154,23 +279,30 @@ def build_parser() -> argparse.ArgumentParser:
         prog="qr-integrations",
         description="Score, rank and trim context chunks with a decoder LLM's query-focused retrieval heads (QRHead).",
     )
+    parser.add_argument("--version", action="version", version=f"qr-integrations {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     rank = sub.add_parser("rank", help="rank chunks for a query; prints JSON lines best first",
-                          description="Rank chunks for a query. Output: one JSON object per line, best first.")
+                          description="Rank chunks for a query. Output: one JSON object per line, best first "
+                          "(rank, index, score, text, and title and id where the input has them).")
     rank.add_argument("--query", "-q", required=True, help="the question or search text")
     rank.add_argument("--chunks", "-c", required=True,
-                      help='.jsonl (a string or {"text", "title"} per line) or a text file of paragraphs; - for stdin')
+                      help="a .jsonl, .json or text file of chunks (text: one chunk per paragraph); - for stdin")
+    rank.add_argument("--format", "-f", choices=FORMATS, default="auto", help=FORMAT_HELP)
     rank.add_argument("--top-n", type=int, default=None, help="print only the best N")
     _add_model_args(rank)
 
     trim = sub.add_parser("trim", help="trim a long text to the chunks that matter; prints the trimmed text",
-                          description="Split a long text into chunks and keep the best within a budget.")
+                          description="Keep the chunks of a long text (split into chunks) or of a chunk list "
+                          "(JSONL/JSON) that matter for the query, within a budget.")
     trim.add_argument("--query", "-q", required=True, help="the question or search text")
-    trim.add_argument("--text", "-t", required=True, help="the long text file (- for stdin)")
+    trim.add_argument("--text", "-t", required=True, help="the long text file, or a .jsonl/.json chunk file (- for stdin)")
+    trim.add_argument("--format", "-f", choices=FORMATS, default="auto", help=FORMAT_HELP)
     trim.add_argument("--max-tokens", type=int, default=None, help="token budget of the kept chunks")
     trim.add_argument("--top-n", type=int, default=None, help="keep at most N chunks")
     trim.add_argument("--best-first", action="store_true", help="print kept chunks best first, not in text order")
+    trim.add_argument("--json", action="store_true",
+                      help="print one JSON object (text, kept chunks with index, score, tokens and id, counts, all scores)")
     _add_model_args(trim)
 
     detect = sub.add_parser(
@@ -186,13 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--out", "-o", required=True, help="head-set YAML to write")
     detect.add_argument("--plot", default=None, help="also write a heatmap PNG (layers x heads; needs matplotlib)")
     detect.add_argument("--name", default=None, help="name stored in the YAML (default: the --out file stem)")
-    detect.add_argument("--quiet", action="store_true", help="no progress bar")
-    g = detect.add_argument_group("model")
-    g.add_argument("--model", default=None, help="hub id, local folder or .gguf file (default: embedded SmolLM2-135M)")
-    g.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ... (default: auto)")
-    g.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (default: auto)")
-    g.add_argument("--max-context-tokens", type=int, default=None, help="tokens per forward pass (windows beyond)")
-    g.add_argument("--layout", choices=LAYOUTS, default=None, help=LAYOUT_HELP)
+    _add_model_args(detect, heads=False)
     return parser
 
 

@@ -4,9 +4,12 @@ Example:
     >>> from langchain_core.documents import Document
     >>> from qr_integrations.langchain import QRHeadDocumentCompressor
     >>> docs = [Document(page_content=t) for t in ["Paris is in France.", "Bananas are rich in potassium."]]
-    >>> best = QRHeadDocumentCompressor(top_n=1).compress_documents(docs, "Which fruit has potassium?")
+    >>> best = QRHeadDocumentCompressor(top_n=1, fusion="none").compress_documents(docs, "Which fruit has potassium?")
     >>> best[0].page_content
     'Bananas are rich in potassium.'
+
+``fusion="none"`` ranks by QRHead alone; the default (``"rrf"``) also weighs the incoming order, which with
+two documents ties and keeps the first.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 try:
-    from langchain_core.callbacks import Callbacks
+    from langchain_core.callbacks import AsyncCallbackManager, CallbackManager, Callbacks
     from langchain_core.documents import BaseDocumentCompressor, Document
     from langchain_core.runnables import RunnableConfig, RunnableSerializable
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -53,18 +56,56 @@ class QRHeadDocumentCompressor(
 
     Fields: ``model``, ``heads``, ``device``, ``dtype``, ``scorer_options`` (the scorer), and ``top_n``,
     ``score_threshold``, ``max_tokens``, ``keep_order`` (the selection), as in
-    :class:`~qr_integrations.llama_index.QRHeadNodePostprocessor`.
+    :class:`~qr_integrations.llama_index.QRHeadNodePostprocessor`. Unknown keywords are a ``TypeError``;
+    scorer options may be given at the top level or in ``scorer_options``; ``scorer=QRScorer(...)`` uses
+    that scorer.
+
+    Callbacks: :meth:`compress_documents` (what ``ContextualCompressionRetriever`` and
+    ``DocumentCompressorPipeline`` call) reports its own ``retriever`` run, named
+    ``QRHeadDocumentCompressor``, under the caller's run; as a Runnable it is one run too.
     """
+
+    model_config = QRHeadSettings.model_config  # unknown fields forbidden (the framework's base would ignore them)
 
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
     ) -> Sequence[Document]:
         """Score ``documents`` against ``query`` and return the kept ones as new documents.
 
+        ``callbacks`` (a handler list or a parent run's manager, as ``ContextualCompressionRetriever``
+        passes) see this call as a ``retriever`` run of its own, with the kept documents at its end.
+
         Example:
             >>> QRHeadDocumentCompressor().compress_documents([], "anything")
             []
         """
+        manager = CallbackManager.configure(callbacks, None, verbose=False)
+        run = manager.on_retriever_start(None, query if isinstance(query, str) else repr(query), name=self.get_name())
+        try:
+            kept = self._compress(documents, query)
+        except BaseException as exc:
+            run.on_retriever_error(exc)
+            raise
+        run.on_retriever_end(kept)
+        return kept
+
+    async def acompress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        """Async :meth:`compress_documents`: the scorer runs in a worker thread, off the event loop."""
+        manager = AsyncCallbackManager.configure(callbacks, None, verbose=False)
+        run = await manager.on_retriever_start(
+            None, query if isinstance(query, str) else repr(query), name=self.get_name()
+        )
+        try:
+            kept = await asyncio.to_thread(self._compress, documents, query)
+        except BaseException as exc:
+            await run.on_retriever_error(exc)
+            raise
+        await run.on_retriever_end(kept)
+        return kept
+
+    def _compress(self, documents: Sequence[Document], query: str) -> list[Document]:
         if not isinstance(query, str) or not query.strip():
             raise ValueError(f"QRHeadDocumentCompressor needs a non-empty query string, got {query!r}")
         docs = list(documents)
@@ -75,12 +116,6 @@ class QRHeadDocumentCompressor(
             docs[i].model_copy(update={"metadata": {**docs[i].metadata, "relevance_score": score, "qrhead_score": qr}})
             for i, score, qr in picked
         ]
-
-    async def acompress_documents(
-        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
-    ) -> Sequence[Document]:
-        """Async :meth:`compress_documents`: the scorer runs in a worker thread, off the event loop."""
-        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
 
     # ------------------------------------------------------------------ Runnable
     @staticmethod
@@ -96,8 +131,9 @@ class QRHeadDocumentCompressor(
         self, input: Mapping[str, Any], config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
         """Compress ``input["documents"]`` for ``input["query"]`` (an LCEL step)."""
+        # the Runnable run is this call's one run: the work inside reports no second one
         return self._call_with_config(
-            lambda value: list(self.compress_documents(*self._unpack(value))), input, config, run_type="retriever"
+            lambda value: self._compress(*self._unpack(value)), input, config, run_type="retriever"
         )
 
     async def ainvoke(
@@ -106,6 +142,6 @@ class QRHeadDocumentCompressor(
         """Async :meth:`invoke`."""
 
         async def run(value: Mapping[str, Any]) -> list[Document]:
-            return list(await self.acompress_documents(*self._unpack(value)))
+            return await asyncio.to_thread(self._compress, *self._unpack(value))
 
         return await self._acall_with_config(run, input, config, run_type="retriever")

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 try:
@@ -28,15 +27,11 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         'QRHeadNodePostprocessor needs llama-index-core: pip install "qr-integrations[llama-index]"'
     ) from exc
 
-from ._adapter import QRHeadSettings
+from ._adapter import QRHeadSettings, StrictBool
 
 __all__ = ["QRHeadNodePostprocessor"]
 
 dispatcher = get_dispatcher(__name__)
-
-# Node text is read and node metadata written under one lock, so concurrent calls that share nodes
-# never read a metadata dict while another call adds "retrieval_score" to it.
-_NODE_LOCK = threading.Lock()
 
 
 class QRHeadNodePostprocessor(QRHeadSettings, BaseNodePostprocessor):
@@ -54,20 +49,30 @@ class QRHeadNodePostprocessor(QRHeadSettings, BaseNodePostprocessor):
         >>> kept = pp.postprocess_nodes(nodes, query_str="Which fruit has potassium?")
         >>> kept[0].node.get_content(), type(kept[0].score), kept[0].node.metadata["retrieval_score"]
         ('Bananas are rich in potassium.', <class 'float'>, 0.5)
+        >>> "retrieval_score" in nodes[1].node.metadata  # the retrieved node itself is not changed
+        False
 
     Fields (besides ``model``, ``heads``, ``device``, ``dtype``, ``scorer_options``, ``top_n``,
     ``score_threshold``, ``max_tokens`` and ``keep_order``, shared with the LangChain compressor):
-        keep_retrieval_score: copy each node's incoming score to ``metadata["retrieval_score"]`` (the key is
-            also excluded from the node's embed and LLM metadata, so it never reaches a prompt).
+        keep_retrieval_score: return each kept node as a copy (same id, text and relationships) whose
+            ``metadata["retrieval_score"]`` holds its incoming score; the key is also excluded from the
+            copy's embed and LLM metadata, so it never reaches a prompt. The retrieved nodes are not changed.
         metadata_mode: which metadata :meth:`get_content` puts in the scored text (default ``EMBED``).
+
+    Unknown keywords are a ``TypeError`` (``top_n``, not ``topn``); scorer options may be given at the top
+    level (``max_context_tokens=4096``) or in ``scorer_options``. A model path that does not exist, a device
+    this machine lacks and heads outside the model's shape (when known) fail at construction.
 
     Events: ``ReRankStartEvent``/``ReRankEndEvent`` through the instrumentation dispatcher, and the legacy
     ``CBEventType.RERANKING`` callback event. Async: :meth:`apostprocess_nodes` runs the scorer in a worker
     thread; forward passes on one model are serialised by the model's lock, so concurrent calls are safe.
     """
 
-    keep_retrieval_score: bool = Field(
-        default=False, description="Copy the incoming node score to metadata['retrieval_score']."
+    model_config = QRHeadSettings.model_config  # unknown fields forbidden (the framework's base would ignore them)
+
+    keep_retrieval_score: StrictBool = Field(
+        default=False,
+        description="Return kept nodes as copies with the incoming score in metadata['retrieval_score'].",
     )
     metadata_mode: MetadataMode = Field(
         default=MetadataMode.EMBED, description="Metadata mode of node.get_content() for the scored text."
@@ -101,14 +106,13 @@ class QRHeadNodePostprocessor(QRHeadSettings, BaseNodePostprocessor):
             EventPayload.TOP_K: self.top_n or len(nodes),
         }
         with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
-            with _NODE_LOCK:
-                texts = [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
+            texts = [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
             picked = self.select(query, texts, [n.score for n in nodes])
-            out = [NodeWithScore(node=nodes[i].node, score=score) for i, score, _ in picked]
             if self.keep_retrieval_score:
-                with _NODE_LOCK:
-                    for (i, _, _), kept in zip(picked, out, strict=True):
-                        self._keep_score(kept, nodes[i].score)
+                out = [NodeWithScore(node=self._with_score(nodes[i].node, nodes[i].score), score=score)
+                       for i, score, _ in picked]
+            else:
+                out = [NodeWithScore(node=nodes[i].node, score=score) for i, score, _ in picked]
             event.on_end(payload={EventPayload.NODES: out})
         dispatcher.event(ReRankEndEvent(nodes=out))
         return out
@@ -120,9 +124,12 @@ class QRHeadNodePostprocessor(QRHeadSettings, BaseNodePostprocessor):
         return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
 
     @staticmethod
-    def _keep_score(kept: NodeWithScore, retrieval_score: float | None) -> None:
-        node = kept.node
-        node.metadata["retrieval_score"] = None if retrieval_score is None else float(retrieval_score)
-        for excluded in (node.excluded_embed_metadata_keys, node.excluded_llm_metadata_keys):
-            if "retrieval_score" not in excluded:
-                excluded.append("retrieval_score")
+    def _with_score(node: Any, retrieval_score: float | None) -> Any:
+        """A shallow copy of ``node`` (same id, text, relationships) with its own metadata dict holding
+        ``retrieval_score`` and that key excluded from its embed and LLM text; ``node`` is not changed."""
+        excluded = {
+            key: [*getattr(node, key), *([] if "retrieval_score" in getattr(node, key) else ["retrieval_score"])]
+            for key in ("excluded_embed_metadata_keys", "excluded_llm_metadata_keys")
+        }
+        score = None if retrieval_score is None else float(retrieval_score)
+        return node.model_copy(update={"metadata": {**node.metadata, "retrieval_score": score}, **excluded})

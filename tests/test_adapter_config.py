@@ -66,8 +66,8 @@ def test_component_config_in_json_dict_and_text(tmp_path: Path) -> None:
 def test_config_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['topn'\].*top_n"):
         QRHeadNodePostprocessor.from_config({"topn": 3})
-    with pytest.raises(ConfigError, match="keep_retrieval_score"):  # a LlamaIndex-only field
-        QRHeadDocumentCompressor.from_config({"keep_retrieval_score": True})
+    with pytest.raises(ConfigError, match="keep_retrieval_scores"):  # a typo of a LlamaIndex-only field
+        QRHeadDocumentCompressor.from_config({"keep_retrieval_scores": True})
     with pytest.raises(ConfigError, match="max_context_tokens"):
         QRHeadDocumentCompressor.from_config({"max_context_tokens": 5})
     with pytest.raises(ConfigError, match="does not exist"):

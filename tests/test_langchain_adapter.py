@@ -11,12 +11,15 @@ import pytest
 pytest.importorskip("langchain_core")
 
 from adapter_support import PASSAGES, QUERIES, embed
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from qr_integrations.langchain import QRHeadDocumentCompressor
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 QUERY, GOLD = QUERIES[1]
 
@@ -61,10 +64,12 @@ def test_compressor_ranks_gold_first_and_keeps_inputs(retrieved, ranked) -> None
     assert all(type(d.metadata["relevance_score"]) is float for d in out)
     scores = [d.metadata["relevance_score"] for d in out]
     assert scores == sorted(scores, reverse=True)
+    assert all(type(d.metadata["qrhead_score"]) is float for d in out)
     for d in out:  # new objects, every other metadata kept
         original = next(r for r in retrieved if r.id == d.id)
         assert d is not original and d.metadata is not original.metadata
-        assert {k: v for k, v in d.metadata.items() if k not in ("relevance_score", "qrhead_score")} == original.metadata
+        added = {"relevance_score", "qrhead_score"}
+        assert {k: v for k, v in d.metadata.items() if k not in added} == original.metadata
         assert d.page_content == original.page_content
 
 
@@ -143,3 +148,52 @@ def test_only_langchain_core_is_imported_by_the_adapter() -> None:
         (node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0
     } | {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     assert roots <= {"__future__", "asyncio", "collections", "typing", "langchain_core"}
+
+
+class RunRecorder(BaseCallbackHandler):
+    """Records runs: (name, run_id, parent_run_id) at the start, a retriever run's documents at its end."""
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[str, Any, Any]] = []
+        self.ends: dict[Any, list[Document]] = {}
+
+    def on_retriever_start(self, serialized, query, *, run_id, parent_run_id=None, **kwargs):  # type: ignore[no-untyped-def]
+        self.starts.append((kwargs.get("name") or "", run_id, parent_run_id))
+
+    def on_retriever_end(self, documents, *, run_id, parent_run_id=None, **kwargs):  # type: ignore[no-untyped-def]
+        self.ends[run_id] = list(documents)
+
+    def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None, **kwargs):  # type: ignore[no-untyped-def]
+        self.starts.append((kwargs.get("name") or "", run_id, parent_run_id))  # a Runnable's run
+
+
+def test_the_compressor_is_its_own_callback_run(store) -> None:
+    classic = pytest.importorskip("langchain_classic.retrievers")
+    base = store.as_retriever(search_kwargs={"k": 4})
+    retriever = classic.ContextualCompressionRetriever(base_compressor=QRHeadDocumentCompressor(top_n=2),
+                                                       base_retriever=base)
+    recorder = RunRecorder()
+    docs = retriever.invoke(QUERY, config={"callbacks": [recorder]})
+    runs = {name: (run_id, parent) for name, run_id, parent in recorder.starts}
+    assert "QRHeadDocumentCompressor" in runs, recorder.starts
+    outer = next(run_id for name, run_id, parent in recorder.starts if parent is None)
+    run_id, parent = runs["QRHeadDocumentCompressor"]
+    assert parent == outer  # a child of the compression retriever's run
+    assert [d.id for d in recorder.ends[run_id]] == [d.id for d in docs]
+    # as a Runnable it is one run, not two
+    recorder = RunRecorder()
+    QRHeadDocumentCompressor(top_n=1).invoke({"query": QUERY, "documents": docs}, config={"callbacks": [recorder]})
+    assert [name for name, _, _ in recorder.starts] == ["QRHeadDocumentCompressor"]
+    # async, and an error ends the run as an error
+    recorder = RunRecorder()
+    asyncio.run(QRHeadDocumentCompressor(top_n=1).acompress_documents(docs, QUERY, callbacks=[recorder]))
+    assert [name for name, _, _ in recorder.starts] == ["QRHeadDocumentCompressor"] and len(recorder.ends) == 1
+    errors: list[BaseException] = []
+
+    class ErrorRecorder(BaseCallbackHandler):
+        def on_retriever_error(self, error, *, run_id, parent_run_id=None, **kwargs):  # type: ignore[no-untyped-def]
+            errors.append(error)
+
+    with pytest.raises(ValueError, match="non-empty query"):
+        QRHeadDocumentCompressor().compress_documents(docs, " ", callbacks=[ErrorRecorder()])
+    assert len(errors) == 1 and isinstance(errors[0], ValueError)

@@ -23,6 +23,8 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, Te
 
 from qr_integrations.llama_index import QRHeadNodePostprocessor
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 class MiniLMEmbedding(BaseEmbedding):
     """all-MiniLM-L6-v2 through sentence-transformers, as a LlamaIndex embedding."""
@@ -158,7 +160,9 @@ def test_concurrent_calls_match_sequential_ones() -> None:
     for c, s in zip(concurrent, sequential, strict=True):
         assert [n.score for n in c] == pytest.approx([n.score for n in s], rel=1e-9)
     assert all(n.score == pytest.approx(0.1 * i) for i, n in zip(picked, nodes, strict=True))  # inputs kept
-    assert nodes[0].node.metadata["retrieval_score"] == pytest.approx(0.1)
+    assert all("retrieval_score" not in n.node.metadata for n in nodes)  # the kept nodes are copies
+    kept = {n.node.node_id: n.node.metadata["retrieval_score"] for r in concurrent for n in r}
+    assert kept == {f"c{i}": pytest.approx(0.1 * i) for i in picked if f"c{i}" in kept}
 
 
 def test_serialisation_round_trip() -> None:
@@ -204,9 +208,13 @@ def test_budget_order_threshold_and_metadata_mode(scorer) -> None:
     budget = scorer.count_tokens(nodes[1].node.get_content(metadata_mode=MetadataMode.NONE)) + 2
     small = QRHeadNodePostprocessor(max_tokens=budget, metadata_mode="none").postprocess_nodes(nodes, query_str=query)
     assert [n.node.metadata["topic"] for n in small] == ["fruit"]
-    cut = (best[1].score + best[2].score) / 2  # the threshold is on QRHead's score, under any fusion
-    above = QRHeadNodePostprocessor(score_threshold=cut).postprocess_nodes(nodes, query_str=query)
-    assert ids(above) == ids(best[:2])
+    # the threshold is on QRHead's own score: the node score when there is no fusion
+    alone = QRHeadNodePostprocessor(fusion="none").postprocess_nodes(nodes, query_str=query)
+    cut = (alone[1].score + alone[2].score) / 2
+    above = QRHeadNodePostprocessor(score_threshold=cut, fusion="none").postprocess_nodes(nodes, query_str=query)
+    assert ids(above) == ids(alone[:2])
+    fused = QRHeadNodePostprocessor(score_threshold=cut).postprocess_nodes(nodes, query_str=query)
+    assert set(ids(fused)) == set(ids(alone[:2]))
 
 
 def test_postprocessor_in_a_query_engine(retriever: Any) -> None:
@@ -221,3 +229,28 @@ def test_postprocessor_in_a_query_engine(retriever: Any) -> None:
     assert response.source_nodes[0].node.node_id == f"p{QUERIES[2][1]}"
     assert len(response.source_nodes) == 2
     assert PASSAGES[QUERIES[2][1]] in str(response)
+
+
+def test_keep_retrieval_score_copies_the_kept_nodes() -> None:
+    shared = [TextNode(text=PASSAGES[i], id_=f"k{i}", metadata={"source": i}) for i in (1, 5, 9)]
+    nodes = [NodeWithScore(node=n, score=0.3 - 0.1 * j) for j, n in enumerate(shared)]
+    out = QRHeadNodePostprocessor(top_n=2, keep_retrieval_score=True).postprocess_nodes(
+        nodes, query_str="Which fruit is rich in potassium?"
+    )
+    by_id = {n.node_id: n for n in shared}
+    for kept in out:
+        original = by_id[kept.node.node_id]
+        assert kept.node is not original and kept.node.get_content() == original.get_content()
+        assert kept.node.metadata == {**original.metadata, "retrieval_score": pytest.approx(original_score(nodes, original))}
+        assert "retrieval_score" in kept.node.excluded_llm_metadata_keys
+        assert "retrieval_score" in kept.node.excluded_embed_metadata_keys
+        assert "retrieval_score" not in kept.node.get_content(metadata_mode=MetadataMode.LLM)
+    # the retrieved (shared) nodes are not changed: metadata, excluded keys, what they embed
+    assert [n.metadata for n in shared] == [{"source": i} for i in (1, 5, 9)]
+    assert all(not n.excluded_llm_metadata_keys and not n.excluded_embed_metadata_keys for n in shared)
+    plain = QRHeadNodePostprocessor(top_n=2).postprocess_nodes(nodes, query_str="Which fruit is rich in potassium?")
+    assert all(p.node is by_id[p.node.node_id] for p in plain)  # without the option: the same node objects
+
+
+def original_score(nodes: list[NodeWithScore], node: TextNode) -> float:
+    return next(n.score for n in nodes if n.node is node)  # type: ignore[return-value]

@@ -8,7 +8,7 @@ from .detection import DetectionError, DetectionExample, HeadRanking, detect_hea
 from .fusion import fuse, reciprocal_rank_fusion, weighted_fusion
 from .heads import HeadSet, HeadSetError, available_head_sets
 from .layout import LAYOUTS
-from .models import ModelLoadError, clear_model_cache, load_model, loaded_models
+from .models import DeviceError, ModelLoadError, clear_model_cache, load_model, loaded_models
 from .results import RankedChunk, RankedResults, TrimResult
 from .scorer import HeadScores, QRScorer, ScorerOutOfMemoryError
 
@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "DetectionError",
     "DetectionExample",
+    "DeviceError",
     "HeadRanking",
     "HeadScores",
     "HeadSet",

@@ -25,36 +25,91 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or of the wrong type."""
 
 
-def _parse_mapping(text: str) -> dict[str, Any]:
+# Keys of the adapters' own fields (QRHeadNodePostprocessor, QRHeadDocumentCompressor) and of their serialised
+# forms. A scorer reading a component's file skips them, so one file fits the scorer, both adapters and the CLI
+# (tests/test_config.py checks this list against the adapters' fields).
+COMPONENT_KEYS = frozenset({
+    "top_n", "score_threshold", "max_tokens", "keep_order", "fusion", "fusion_weight", "rrf_k",
+    "keep_retrieval_score", "metadata_mode",  # LlamaIndex only
+    "class_name", "callback_manager", "name",  # serialisation: LlamaIndex's class name, LangChain's run name
+})
+
+
+def _parse_mapping(text: str, origin: str = "config text") -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)  # YAML is a superset of JSON
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config does not parse as YAML or JSON: {exc}") from exc
+        raise ConfigError(f"{origin} does not parse as YAML or JSON: {exc}") from exc
     if data is None:
         return {}
     if not isinstance(data, Mapping):
-        raise ConfigError(f"a config must be a mapping of keys to values, got {type(data).__name__}")
+        raise ConfigError(f"a config must be a mapping of keys to values, got {type(data).__name__} from {origin}")
     return dict(data)
 
 
 def read_config_mapping(source: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
-    """A config as a plain dict, from a mapping, a ``.yaml``/``.yml``/``.json`` file, or YAML/JSON text.
+    """A config as a plain dict, from a mapping, a config file (``.yaml``/``.yml``/``.json``, or any existing
+    file), or YAML/JSON text.
 
-    Keys are not checked here (the scorer and each adapter accept different keys).
+    Keys are not checked here (the scorer and each adapter accept different keys). A ``Path`` is always a
+    file; a string is a file when it names one or ends in ``.yaml``/``.yml``/``.json``, else YAML/JSON text.
+
+    Raises:
+        ConfigError: ``None``, an empty string, a missing file, text that is not a mapping (a string that
+            looks like a file name says that no such file exists).
 
     Example:
         >>> read_config_mapping("heads: all\\ntop_n: 3")
         {'heads': 'all', 'top_n': 3}
+        >>> read_config_mapping("configs/reranker")
+        Traceback (most recent call last):
+        ...
+        qr_integrations.core.config.ConfigError: config 'configs/reranker' is no file (none exists at that path) ...
     """
     if isinstance(source, Mapping):
         return dict(source)
+    if source is None:
+        raise ConfigError("config is None; pass a ScorerConfig, a dict, a .yaml/.yml/.json file or YAML/JSON text")
+    if not isinstance(source, (str, os.PathLike)):
+        raise ConfigError(
+            f"config must be a ScorerConfig, a dict, a file path or YAML/JSON text, got {type(source).__name__}"
+        )
     text = os.fspath(source)
+    if not isinstance(text, str):
+        raise ConfigError(f"config path must be text, got {type(text).__name__}")
+    if not text.strip():
+        raise ConfigError("config is an empty string; pass a .yaml/.yml/.json file, a dict, or YAML/JSON text")
     path = Path(text).expanduser()
-    if path.suffix.lower() in {".yaml", ".yml", ".json"}:
-        if not path.is_file():
+    try:
+        is_file = "\n" not in text and path.is_file()
+    except OSError:  # too long to be a file name: text
+        is_file = False
+    if isinstance(source, os.PathLike) or path.suffix.lower() in {".yaml", ".yml", ".json"} or is_file:
+        if not is_file:
             raise ConfigError(f"config file {text!r} does not exist")
-        text = path.read_text(encoding="utf-8")
-    return _parse_mapping(text)
+        return _parse_mapping(path.read_text(encoding="utf-8"), f"config file {text!r}")
+    try:
+        return _parse_mapping(text)
+    except ConfigError:
+        if "\n" in text or ":" in text or "{" in text:
+            raise
+    raise ConfigError(
+        f"config {text!r} is no file (none exists at that path) and no YAML/JSON mapping; pass a .yaml/.yml/.json "
+        "file, a dict, or text such as 'heads: all'"
+    )
+
+
+def _strip_component_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """Scorer keys only: a component's ``scorer_options`` are flattened in and its own keys dropped."""
+    out = {k: v for k, v in data.items() if k not in COMPONENT_KEYS and k != "scorer_options"}
+    options = data.get("scorer_options") or {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"config key 'scorer_options': expected a mapping, got {type(options).__name__}")
+    clash = sorted(k for k in options if k in out and out[k] != options[k])
+    if clash:
+        raise ConfigError(f"config keys {clash} are set both at the top level and in scorer_options, differently")
+    out.update(options)
+    return out
 
 
 @dataclass(frozen=True)
@@ -76,7 +131,12 @@ class ScorerConfig:
         chunk_size: chunk size in tokens when :meth:`trim` splits a plain string.
         outlier_std: inside a chunk, tokens scoring below ``mean - outlier_std * std`` are dropped before
             summing (QRHead: 2.0); ``None`` keeps every token.
-        show_progress: show a progress bar when an input needs several windows.
+        show_progress: show progress bars: windows scored (by tokens), and transformers' "Loading weights"
+            bar when this scorer loads its model (hidden when ``False``).
+        num_threads: torch's intra-op CPU threads while this scorer's forward passes run (set and restored
+            around them, under the model's lock); ``None`` leaves torch's setting alone. On a shared or
+            small CPU, one thread per process is often much faster. The thread count can change the last
+            digits of scores.
         layout: how chunks are written into the prompt, whatever order they come in: ``"input"`` (as
             given), ``"reversed"`` (the first chunk nearest the query; the adapters' default, since
             retrievers hand candidates best first) or ``"both"`` (two passes, scores averaged). Scores
@@ -100,6 +160,7 @@ class ScorerConfig:
     outlier_std: float | None = 2.0
     show_progress: bool = False
     layout: str = "input"
+    num_threads: int | None = None
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, what: str) -> None:
@@ -122,6 +183,8 @@ class ScorerConfig:
              "outlier_std", "expected a number >= 0 or null")
         need(isinstance(self.show_progress, bool), "show_progress", "expected true or false")
         need(isinstance(self.layout, str) and self.layout in LAYOUTS, "layout", f"expected one of {list(LAYOUTS)}")
+        need(self.num_threads is None or (type(self.num_threads) is int and self.num_threads >= 1), "num_threads",
+             "expected an integer >= 1 or null")
         if self.heads is not None and not isinstance(self.heads, HeadSet):
             try:
                 parsed = HeadSet.parse(self.heads)
@@ -158,19 +221,26 @@ class ScorerConfig:
     @classmethod
     def from_yaml(cls, text: str) -> ScorerConfig:
         """Build from YAML text (use :meth:`load` for a file)."""
-        return cls.from_dict(_parse_mapping(text))
+        return cls.from_dict(_parse_mapping(text, "config YAML"))
 
     @classmethod
     def load(cls, source: ScorerConfig | Mapping[str, Any] | str | os.PathLike[str]) -> ScorerConfig:
-        """Accept a config, a dict, a ``.yaml``/``.yml``/``.json`` path, or JSON/YAML text.
+        """Accept a config, a dict, a config file path, or JSON/YAML text.
+
+        One file fits everywhere: a component's file (an adapter's ``from_config`` file, ``to_yaml()``,
+        LlamaIndex's ``to_dict()``, LangChain's ``model_dump()``) is read too. Its own keys (``top_n``,
+        ``max_tokens``, ``fusion``, ... see ``COMPONENT_KEYS``) are skipped and its ``scorer_options`` read as
+        scorer keys; any other unknown key is still an error. :meth:`from_dict` stays strict.
 
         Example:
             >>> ScorerConfig.load({"calibrate": False}).calibrate
             False
+            >>> ScorerConfig.load("heads: all\\ntop_n: 3\\nscorer_options: {max_context_tokens: 2048}").max_context_tokens
+            2048
         """
         if isinstance(source, ScorerConfig):
             return source
-        return cls.from_dict(read_config_mapping(source))
+        return cls.from_dict(_strip_component_keys(read_config_mapping(source)))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping (JSON/YAML-safe)."""

@@ -22,6 +22,8 @@ Head = tuple[int, int]
 HeadSpec = Union["HeadSet", str, Sequence[Sequence[int]], None]
 
 _PAIR = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+# a pair written another way: "L3H1", "3:1", "layer3_head1", "(3, 1)"
+_LOOSE_PAIR = re.compile(r"^\(?\s*(?:l(?:ayer)?\s*)?(\d+)\s*(?:h(?:ead)?|[:_/.,-]|\s)\s*(?:h(?:ead)?\s*)?(\d+)\s*\)?$", re.I)
 _BUILTIN_PACKAGE = "qr_integrations.core.headsets"
 
 
@@ -125,7 +127,10 @@ class HeadSet:
             path = Path(text).expanduser()
             if path.suffix.lower() in {".yaml", ".yml"} or path.exists():
                 return cls.from_yaml(path)
-            return cls.named(text)
+            try:
+                return cls.named(text)
+            except HeadSetError:
+                raise HeadSetError(_not_a_head_spec(text)) from None
         if isinstance(spec, Iterable):
             try:
                 pairs = [tuple(int(x) for x in p) for p in spec]
@@ -263,6 +268,20 @@ class HeadSet:
     def size(self, num_layers: int, num_heads: int) -> int:
         """Number of heads for a model of this shape."""
         return len(self.resolve(num_layers, num_heads))
+
+
+def _not_a_head_spec(text: str) -> str:
+    """The error for a head string that is neither a pair list, a file nor a shipped name."""
+    parts = [p for p in re.split(r"\s*[,;]\s*|\s+(?=[Ll(]?\d)", text.strip()) if p]
+    loose = [_LOOSE_PAIR.match(p) for p in parts]
+    hint = ""
+    if parts and all(loose):
+        hint = " (did you mean " + repr(",".join(f"{m.group(1)}-{m.group(2)}" for m in loose if m)) + "?)"
+    return (
+        f"heads {text!r} is not a head list{hint}: write 0-based layer-head pairs in the L-H syntax, comma "
+        "separated, e.g. '3-1,12-4'; or pass 'all', the path of a head-set YAML file, or a shipped head-set "
+        f"name ({', '.join(available_head_sets())})"
+    )
 
 
 def available_head_sets() -> list[str]:

@@ -19,8 +19,10 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
+import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -45,8 +47,22 @@ EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_ENV = "QR_INTEGRATIONS_CACHE"
 
 
+EMBEDDED_SHAPE = (30, 9)  # layers x query heads of SmolLM2-135M-Instruct, known without reading its file
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "name" or "org/name": at most one slash, no spaces
+_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
 class ModelLoadError(RuntimeError):
     """The model could not be found or loaded; the message says what to install or pass."""
+
+
+class DeviceError(ModelLoadError, ValueError):
+    """The device is not a torch device, or is not available in this torch build or on this machine.
+
+    It is both a :class:`ModelLoadError` (the model cannot be run where asked) and a ``ValueError`` (a bad
+    argument), so either handler catches it.
+    """
 
 
 def default_cache_dir() -> Path:
@@ -65,11 +81,19 @@ def default_cache_dir() -> Path:
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` picks cuda, then mps, then cpu; anything else is passed to :class:`torch.device`.
+    """``"auto"`` picks cuda, then mps, then cpu; anything else must be a torch device that is available here.
+
+    Raises:
+        DeviceError: not a torch device (``"gpu"``), or one this torch build or machine does not have
+            (``"cuda"`` on a CPU-only torch, ``"cuda:3"`` with two GPUs, ``"mps"`` off Apple silicon).
 
     Example:
         >>> resolve_device("cpu").type
         'cpu'
+        >>> resolve_device("gpu")
+        Traceback (most recent call last):
+        ...
+        qr_integrations.core.models.DeviceError: device 'gpu' is not a torch device; use 'auto', 'cpu', 'cuda', ...
     """
     if device is None or str(device) == "auto":
         if torch.cuda.is_available():
@@ -79,9 +103,36 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device {device!r} is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from exc
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(
+            f"device {device!r} is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'"
+        ) from None
+    _check_available(dev, device)
+    return dev
+
+
+def _check_available(dev: torch.device, asked: Any) -> None:
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = (f"this torch build has no CUDA support (torch {torch.__version__})" if torch.version.cuda is None
+                   else "no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)")
+            raise DeviceError(f"device {str(asked)!r} was asked for, but {why}; use device='auto' (the best device "
+                              "available) or 'cpu', or install a CUDA build of torch")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(f"device {str(asked)!r} was asked for, but this machine has {count} CUDA device(s), "
+                              f"numbered from 0; use 'cuda:0'..'cuda:{count - 1}' or 'auto'")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceError(f"device {str(asked)!r} was asked for, but Apple's MPS is not available here; "
+                              "use device='auto' or 'cpu'")
+    elif dev.type not in {"cpu", "meta"}:
+        backend = getattr(torch, dev.type, None)
+        available = getattr(backend, "is_available", None)
+        if available is None or not available():
+            raise DeviceError(f"device {str(asked)!r} is not available in this torch build; use device='auto' or 'cpu'")
 
 
 _DTYPES = {
@@ -182,25 +233,115 @@ def convert_gguf(gguf: Path, cache_dir: Path | None = None) -> Path:
     return target
 
 
-def resolve_source(model: str | os.PathLike[str] | None, cache_dir: Path | None = None) -> tuple[str, str]:
-    """Turn a model argument into ``(name, loadable folder or hub id)``; GGUF files are converted."""
+def looks_like_path(text: str) -> bool:
+    """Whether a model argument names a local file or folder rather than a hub id: it starts with ``/``,
+    ``.`` or ``~``, has a drive letter or a backslash, ends in ``.gguf``, has more than one ``/``, or exists.
+
+    Example:
+        >>> looks_like_path("/nope/model"), looks_like_path("~/models/x"), looks_like_path("Qwen/Qwen2.5-0.5B")
+        (True, True, False)
+    """
+    t = text.strip()
+    if t.startswith(("/", ".", "~")) or "\\" in t or _DRIVE.match(t) or t.lower().endswith(".gguf") or t.count("/") > 1:
+        return True
+    if os.sep != "/" and os.sep in t:
+        return True
+    try:
+        return Path(t).expanduser().exists()
+    except OSError:  # a name too long for the file system is no path
+        return False
+
+
+def locate_model(model: str | os.PathLike[str] | None) -> tuple[str, str, Path | None]:
+    """Check a model argument without loading anything: ``(kind, name, path)``, ``kind`` one of
+    ``"embedded"``, ``"gguf"``, ``"folder"`` or ``"hub"`` (``path`` is ``None`` for a hub id).
+
+    Raises:
+        ModelLoadError: the embedded package is missing, or a local path does not exist or is not a model.
+
+    Example:
+        >>> locate_model("Qwen/Qwen2.5-0.5B-Instruct")
+        ('hub', 'Qwen/Qwen2.5-0.5B-Instruct', None)
+        >>> locate_model("/nope/model")
+        Traceback (most recent call last):
+        ...
+        qr_integrations.core.models.ModelLoadError: model path '/nope/model' does not exist; pass an existing model ...
+    """
     if model is None or str(model).strip().lower() in EMBEDDED_ALIASES:
-        return DEFAULT_MODEL, str(convert_gguf(embedded_gguf_path(), cache_dir))
-    text = str(model).strip()
+        return "embedded", DEFAULT_MODEL, embedded_gguf_path()
+    text = str(os.fspath(model)).strip()
     if not text:
         raise ValueError("model must be a hub id, a local folder, a .gguf path, or None for the embedded default")
     path = Path(text).expanduser()
     if text.lower().endswith(".gguf"):
         if not path.is_file():
-            raise ModelLoadError(f"GGUF file {text!r} does not exist")
-        return path.stem, str(convert_gguf(path.resolve(), cache_dir))
+            raise ModelLoadError(f"GGUF file {text!r} does not exist; pass the path of an existing .gguf file")
+        return "gguf", path.stem, path.resolve()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"folder {text!r} has no config.json; pass a transformers model folder or a .gguf file")
-        return path.name, str(path.resolve())
+        return "folder", path.name, path.resolve()
     if path.exists():
         raise ModelLoadError(f"{text!r} is a file but not a .gguf; pass a model folder, a .gguf file or a hub id")
-    return text, text
+    if looks_like_path(text) or not _HUB_ID.match(text):
+        raise ModelLoadError(
+            f"model path {text!r} does not exist; pass an existing model folder (config.json, weights, tokenizer) or "
+            ".gguf file, a Hugging Face hub id ('org/name'), or None for the embedded default"
+        )
+    return "hub", text, None
+
+
+def _shape_of(config: Any) -> tuple[int, int] | None:
+    if not isinstance(config, dict):
+        return None
+    nested = config.get("text_config")
+    text: dict[str, Any] = nested if isinstance(nested, dict) else config
+    layers, heads = text.get("num_hidden_layers"), text.get("num_attention_heads")
+    if isinstance(layers, int) and isinstance(heads, int):
+        return layers, heads
+    return None
+
+
+def model_shape(model: str | os.PathLike[str] | None) -> tuple[int, int] | None:
+    """``(layers, query heads per layer)`` of a model when known without loading it: the embedded model's,
+    a local folder's ``config.json``, or a hub id's config already in the local Hugging Face cache; else
+    ``None`` (a ``.gguf`` file, or a hub id not cached). Checks the argument like :func:`locate_model`.
+
+    Example:
+        >>> model_shape(None)
+        (30, 9)
+    """
+    kind, name, path = locate_model(model)
+    if kind == "embedded":
+        return EMBEDDED_SHAPE
+    config_file: Any = None
+    if kind == "folder" and path is not None:
+        config_file = path / "config.json"
+    elif kind == "hub":
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            config_file = try_to_load_from_cache(name, "config.json")
+        except Exception:  # no hub library or a cache that cannot be read: the shape is checked at load
+            return None
+    if not isinstance(config_file, (str, Path)):
+        return None
+    try:
+        return _shape_of(json.loads(Path(config_file).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
+
+
+def resolve_source(model: str | os.PathLike[str] | None, cache_dir: Path | None = None) -> tuple[str, str]:
+    """Turn a model argument into ``(name, loadable folder or hub id)``; GGUF files are converted."""
+    kind, name, path = locate_model(model)
+    if kind == "embedded" and path is not None:
+        return name, str(convert_gguf(path, cache_dir))
+    if kind == "gguf" and path is not None:
+        return name, str(convert_gguf(path, cache_dir))
+    if kind == "folder":
+        return name, str(path)
+    return name, name
 
 
 def _decoder_layers(model: torch.nn.Module, num_layers: int) -> torch.nn.ModuleList:
@@ -236,6 +377,32 @@ class LoadedModel:
 _REGISTRY: dict[tuple[str, str, str], LoadedModel] = {}
 _REGISTRY_LOCK = threading.Lock()
 _LOAD_COUNTS: dict[tuple[str, str, str], int] = {}
+
+
+@contextmanager
+def transformers_progress(show: bool) -> Iterator[None]:
+    """transformers' progress bars ("Loading weights") on or off for the block, restored after.
+
+    Example:
+        >>> from transformers.utils import logging as hf_logging
+        >>> with transformers_progress(False):
+        ...     hf_logging.is_progress_bar_enabled()
+        False
+    """
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.is_progress_bar_enabled()
+    if show:
+        hf_logging.enable_progress_bar()
+    else:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if before:
+            hf_logging.enable_progress_bar()
+        else:
+            hf_logging.disable_progress_bar()
 
 
 @contextmanager
@@ -297,10 +464,12 @@ def load_model(
     device: str | torch.device | None = "auto",
     dtype: str | torch.dtype | None = "auto",
     cache_dir: str | os.PathLike[str] | None = None,
+    show_progress: bool = False,
 ) -> LoadedModel:
     """Load (or fetch from the shared registry) a model for scoring.
 
     Two calls with the same model, device and dtype return the same :class:`LoadedModel` object.
+    transformers' progress bars (GGUF conversion, "Loading weights") show only with ``show_progress``.
 
     Example:
         >>> lm = load_model()  # the embedded SmolLM2-135M-Instruct  # doctest: +SKIP
@@ -309,13 +478,15 @@ def load_model(
     """
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    name, source = resolve_source(model, Path(cache_dir) if cache_dir is not None else None)
+    with transformers_progress(show_progress):
+        name, source = resolve_source(model, Path(cache_dir) if cache_dir is not None else None)
     key = (source, str(dev), str(dt))
     with _REGISTRY_LOCK:
         hit = _REGISTRY.get(key)
         if hit is not None:
             return hit
-        loaded = _load(name, source, dev, dt)
+        with transformers_progress(show_progress):
+            loaded = _load(name, source, dev, dt)
         _REGISTRY[key] = loaded
         _LOAD_COUNTS[key] = _LOAD_COUNTS.get(key, 0) + 1
         return loaded

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -48,8 +49,14 @@ class RankedResults:
 
     Example:
         >>> r = RankedResults("q", (RankedChunk(1, 0.9, 1, "b"), RankedChunk(0, 0.1, 2, "a")))
-        >>> r.indices, r.top_k(1)[0].text
+        >>> r.indices, r.top_n(1)[0].text
         ([1, 0], 'b')
+        >>> r.to_records()[0]
+        {'rank': 1, 'index': 1, 'score': 0.9, 'text': 'b', 'title': None}
+        >>> print(r)
+        Query: q
+          1. [#1]  +0.9000  b
+          2. [#0]  +0.1000  a
     """
 
     query: str
@@ -74,13 +81,49 @@ class RankedResults:
         """Scores, best first."""
         return [it.score for it in self.items]
 
+    def top_n(self, n: int) -> list[RankedChunk]:
+        """The best ``n`` chunks (``top_n`` as everywhere else in the library)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        return list(self.items[:n])
+
     def top_k(self, k: int) -> list[RankedChunk]:
-        """The best ``k`` chunks."""
-        return list(self.items[:k])
+        """Deprecated alias of :meth:`top_n`."""
+        warnings.warn("RankedResults.top_k is deprecated; use top_n", DeprecationWarning, stacklevel=2)
+        return self.top_n(k)
 
     def to_list(self) -> list[dict[str, Any]]:
-        """Plain-JSON form, best first."""
+        """Plain-JSON form, best first (``title`` only where a chunk has one)."""
         return [it.to_dict() for it in self.items]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict per chunk, best first, every key present (``title`` may be ``None``): rows for a
+        data frame, a CSV writer or a database."""
+        return [
+            {"rank": it.rank, "index": it.index, "score": it.score, "text": it.text, "title": it.title}
+            for it in self.items
+        ]
+
+    def to_pandas(self) -> Any:
+        """The records as a ``pandas.DataFrame`` (columns rank, index, score, text, title; pandas is optional).
+
+        Raises:
+            ImportError: pandas is not installed (``pip install pandas``).
+        """
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError("RankedResults.to_pandas needs pandas: pip install pandas") from exc
+        return pd.DataFrame.from_records(self.to_records(), columns=["rank", "index", "score", "text", "title"])
+
+    def __str__(self) -> str:
+        lines = [f"Query: {_preview(self.query, 100)}"]
+        if not self.items:
+            lines.append("  (no chunks)")
+        for it in self.items:
+            text = _preview((it.title + ": " if it.title else "") + it.text, 100)
+            lines.append(f"  {it.rank}. [#{it.index}]  {it.score:+.4f}  {text}")
+        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         if not self.items:
@@ -132,6 +175,27 @@ class TrimResult:
 
     def __str__(self) -> str:
         return self.text
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form: the kept text, each kept chunk (input index, score, tokens, text) and the counts.
+
+        Example:
+            >>> t = TrimResult("q", ("b",), (1,), (0.9,), (1,), "b", 2, 2, (0.1, 0.9), ("a", "b"))
+            >>> t.to_dict()["chunks"]
+            [{'index': 1, 'score': 0.9, 'tokens': 1, 'text': 'b'}]
+        """
+        return {
+            "query": self.query,
+            "text": self.text,
+            "chunks": [
+                {"index": i, "score": s, "tokens": n, "text": t}
+                for i, s, n, t in zip(self.indices, self.scores, self.token_counts, self.chunks, strict=True)
+            ],
+            "num_input_chunks": self.num_input_chunks,
+            "input_tokens": self.input_tokens,
+            "kept_tokens": self.kept_tokens,
+            "all_scores": list(self.all_scores),
+        }
 
     def _repr_html_(self) -> str:
         kept = set(self.indices)

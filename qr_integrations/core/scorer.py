@@ -24,6 +24,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence, Set
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,7 @@ from .chunking import split_text
 from .config import ScorerConfig
 from .heads import Head, HeadSet, HeadSpec, default_head_set_for
 from .layout import check_layout, layout_orders
-from .models import LoadedModel, load_model
+from .models import LoadedModel, load_model, locate_model, model_shape, resolve_device, resolve_dtype
 from .prompt import SEPARATOR, Chunk, EncodedPrompt, chunk_block, normalize_chunk
 from .results import RankedChunk, RankedResults, TrimResult
 
@@ -118,6 +119,56 @@ def chunk_scores(vectors: torch.Tensor, spans: Sequence[tuple[int, int]], outlie
     return out
 
 
+def check_config(config: ScorerConfig, heads: HeadSet | None = None) -> tuple[int, int] | None:
+    """Check what can be checked without loading weights, with the errors loading would raise.
+
+    The model argument (a local path that does not exist, a folder without ``config.json``, a missing
+    embedded package: :class:`ModelLoadError`), the device (``"gpu"``, ``"cuda"`` on a CPU-only torch:
+    :class:`~qr_integrations.core.models.DeviceError`), the dtype (``ValueError``), and the head set
+    against the model's shape when that is known without loading (the embedded model, a local folder, a
+    hub id in the local cache: :class:`HeadSetError`). Returns that shape, or ``None``.
+
+    Example:
+        >>> check_config(ScorerConfig(heads="3-1"))
+        (30, 9)
+        >>> check_config(ScorerConfig(heads="31-1"))
+        Traceback (most recent call last):
+        ...
+        qr_integrations.core.heads.HeadSetError: heads [(31, 1)] are outside this model (30 layers x 9 heads, 0-based); ...
+    """
+    device = resolve_device(config.device)
+    resolve_dtype(config.dtype, device)
+    shape = model_shape(config.model)
+    if shape is not None:
+        head_set = heads if heads is not None else config.head_set()
+        if head_set is None:
+            head_set = default_head_set_for(locate_model(config.model)[1])
+        head_set.resolve(*shape)
+    return shape
+
+
+@contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run the block with torch's intra-op thread count set to ``num_threads`` (``None``: unchanged).
+
+    Example:
+        >>> with torch_threads(1):
+        ...     torch.get_num_threads()
+        1
+    """
+    if num_threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    if before != num_threads:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def select_within_budget(
     scores: Sequence[float], counts: Sequence[int], max_tokens: int | None, top_n: int | None = None
 ) -> list[int]:
@@ -151,10 +202,17 @@ class QRScorer:
         dtype: ``"auto"``, ``"float32"``, ``"bfloat16"``, ``"float16"``.
         config: a :class:`ScorerConfig` (or dict/path); explicit arguments override its fields.
         **options: any other :class:`ScorerConfig` field (``null_query``, ``calibrate``,
-            ``max_context_tokens``, ``chunk_size``, ``outlier_std``, ``cache_dir``, ``show_progress``).
+            ``max_context_tokens``, ``chunk_size``, ``outlier_std``, ``cache_dir``, ``show_progress``,
+            ``layout``, ``num_threads``).
 
     The model is loaded lazily on first use and shared with every other scorer of the same model,
-    device and dtype.
+    device and dtype. What can be checked without loading it is checked here (see :func:`check_config`).
+
+    Raises:
+        ModelLoadError: a local model path that does not exist, a folder without ``config.json``, or the
+            embedded model's package missing.
+        DeviceError: a device that is no torch device or is not available here.
+        HeadSetError: heads outside the model, when its shape is known without loading it.
 
     Example:
         >>> from qr_integrations import QRScorer
@@ -196,6 +254,8 @@ class QRScorer:
             raise TypeError(f"{exc}; valid options are the ScorerConfig fields") from exc
         self._loaded: LoadedModel | None = None
         self._heads: HeadSet | None = None
+        # a bad model path, device, dtype or head set fails here, not at the first query
+        check_config(self.config, self._explicit_heads)
 
     @classmethod
     def from_config(cls, config: ScorerConfig | dict[str, Any] | str | os.PathLike[str]) -> QRScorer:
@@ -212,7 +272,7 @@ class QRScorer:
         """The shared loaded model (loads it on first access)."""
         if self._loaded is None:
             cfg = self.config
-            self._loaded = load_model(cfg.model, cfg.device, cfg.dtype, cfg.cache_dir)
+            self._loaded = load_model(cfg.model, cfg.device, cfg.dtype, cfg.cache_dir, show_progress=cfg.show_progress)
         return self._loaded
 
     @property
@@ -285,7 +345,7 @@ class QRScorer:
                              capture=shared > 0, total_len=len(head_ids), rows=((prefix_len, len(head_ids)),))
         order = sorted(tensors)
         means = []
-        with lm.lock, torch.inference_mode(), capturing(state):
+        with lm.lock, torch_threads(self.config.num_threads), torch.inference_mode(), capturing(state):
             cache = DynamicCache(config=lm.model.config)
             cache.activate_past_recording()  # sliding-window layers keep their past so the crop below works
             self._run([head_ids], cache)
@@ -381,10 +441,11 @@ class QRScorer:
         units, capacity = self._units(query, chunks)
         windows = self._pack(units, capacity)
         progress = None
-        if self.config.show_progress and len(windows) > 1:
+        if self.config.show_progress:  # counted in tokens, so one long window shows too, and splits add nothing
             from tqdm.auto import tqdm
 
-            progress = tqdm(total=len(windows), desc="scoring windows", unit="window")
+            desc = f"scoring {len(windows)} window{'s' if len(windows) > 1 else ''}"
+            progress = tqdm(total=sum(u.cost for u in units), desc=desc, unit="tok", unit_scale=True)
         limit = self.window_tokens
         queue = list(windows)
         too_big: int | None = None  # the smallest window (in tokens) that ran out of memory in this call
@@ -395,8 +456,6 @@ class QRScorer:
                 if too_big is not None and size >= too_big and len(window) > 1:  # would fail again: split first
                     half = len(window) // 2
                     queue[:0] = [window[:half], window[half:]]
-                    if progress is not None:
-                        progress.total += 1
                     continue
                 oom: str | None = None
                 try:
@@ -412,18 +471,14 @@ class QRScorer:
                         size, len(window), len(halves),
                     )
                     queue[:0] = halves
-                    if progress is not None:
-                        progress.total += len(halves) - 1
                     continue
                 if enc.num_tokens > limit and len(window) > 1:  # boundary tokenization overshot: split
                     half = len(window) // 2
                     queue[:0] = [window[:half], window[half:]]
-                    if progress is not None:
-                        progress.total += 1
                     continue
                 yield window, vectors, enc
                 if progress is not None:
-                    progress.update(1)
+                    progress.update(size)
         finally:
             if progress is not None:
                 progress.close()

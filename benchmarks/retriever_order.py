@@ -378,11 +378,9 @@ def generate(args: Any) -> dict:
     The compressor's selection comes from the embedded model's cached scores (run the scoring phase first);
     the answers come from ``--generator`` (Qwen2.5-Coder-0.5B by default), greedy, cached per prompt.
     """
-    import torch
     from langchain_core.documents import Document
-    from transformers import AutoModelForCausalLM
 
-    from benchmarks.trim_generate import clean_answer, prompt_messages
+    from benchmarks.trim_generate import answerer
     from qr_integrations import QRScorer
     from qr_integrations.langchain import QRHeadDocumentCompressor
 
@@ -392,27 +390,9 @@ def generate(args: Any) -> dict:
     model_tag = H.model_tag(args.model)
     cache = ScoreCache(H.CACHE_DIR, f"hotpotqa_{model_tag}", "report")
     scorer = cached_scorer_class()(cache, model_tag, model=H.resolve_model(args.model), heads=args.heads, device="cpu")
-    gen_scorer = QRScorer(H.resolve_model(args.generator), device="cpu")  # only for its loaded model and tokenizer
-    lm = gen_scorer.loaded
-    gen = AutoModelForCausalLM.from_pretrained(lm.source, dtype=lm.dtype).to(lm.device).eval()
-    tok = lm.tokenizer
     gen_tag = H.model_tag(args.generator)
-    answers = H.JsonlCache(H.CACHE_DIR / f"generate_{gen_tag}.jsonl")
-
-    def answer(question: str, paragraphs: list[tuple[str, str]]) -> tuple[str, int, float]:
-        key = H.cache_key("gen", gen_tag, args.max_new_tokens, question, paragraphs)  # the key trim_generate uses
-        hit = answers.get(key)
-        if hit is None:
-            ids = tok.apply_chat_template(prompt_messages(question, paragraphs), add_generation_prompt=True,
-                                          return_tensors="pt", return_dict=True)["input_ids"]
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                out = gen.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False,
-                                   pad_token_id=tok.pad_token_id or tok.eos_token_id)
-            hit = {"text": tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True),
-                   "prompt_tokens": int(ids.shape[1]), "seconds": time.perf_counter() - t0}
-            answers.put(key, hit)
-        return clean_answer(hit["text"]), hit["prompt_tokens"], hit["seconds"]
+    # the generator's own scorer only lends its loaded model and tokenizer; answers are cached per prompt
+    answer = answerer(QRScorer(H.resolve_model(args.generator), device="cpu"), gen_tag, args.max_new_tokens)
 
     by_q: dict[str, dict[str, Item]] = {}
     for it in items:

@@ -11,6 +11,7 @@ Scores come from :mod:`benchmarks.hotpot_evidence` (same cache), questions 50-99
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks import harness as H
@@ -34,6 +35,35 @@ def clean_answer(text: str) -> str:
     return line.rstrip(".")
 
 
+def answerer(scorer: Any, tag: str, max_new_tokens: int) -> Callable[[str, list[tuple[str, str]]], tuple[str, int, float]]:
+    """``answer(question, paragraphs) -> (answer, prompt tokens, seconds)`` by the scorer's model, greedy, cached
+    on disk per prompt (``benchmarks/.cache/generate_<tag>.jsonl``)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    lm = scorer.loaded
+    gen = AutoModelForCausalLM.from_pretrained(lm.source, dtype=lm.dtype).to(lm.device).eval()
+    tok = lm.tokenizer
+    cache = H.JsonlCache(H.CACHE_DIR / f"generate_{tag}.jsonl")
+
+    def answer(question: str, paragraphs: list[tuple[str, str]]) -> tuple[str, int, float]:
+        key = H.cache_key("gen", tag, max_new_tokens, question, paragraphs)
+        hit = cache.get(key)
+        if hit is None:
+            ids = tok.apply_chat_template(prompt_messages(question, paragraphs), add_generation_prompt=True,
+                                          return_tensors="pt", return_dict=True)["input_ids"]
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                out = gen.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                   pad_token_id=tok.pad_token_id or tok.eos_token_id)
+            text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+            hit = {"text": text, "prompt_tokens": int(ids.shape[1]), "seconds": time.perf_counter() - t0}
+            cache.put(key, hit)
+        return clean_answer(hit["text"]), hit["prompt_tokens"], hit["seconds"]
+
+    return answer
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = H.common_parser(__doc__.splitlines()[0], limit=50)
     p.add_argument("--start", type=int, default=50, help="first question (0-49 were used for head detection)")
@@ -53,29 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     scores = HE.method_scores(qs, tag, qr, args.no_progress, timer)
     rankers = ["qrhead", "dense", "bm25"] + ([] if qr.same else ["all-heads"])
 
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    lm = scorer.loaded
-    gen = AutoModelForCausalLM.from_pretrained(lm.source, dtype=lm.dtype).to(lm.device).eval()
-    tok = lm.tokenizer
-    cache = H.JsonlCache(H.CACHE_DIR / f"generate_{tag}.jsonl")
-
-    def answer(question: str, paragraphs: list[tuple[str, str]]) -> tuple[str, int, float]:
-        key = H.cache_key("gen", tag, args.max_new_tokens, question, paragraphs)
-        hit = cache.get(key)
-        if hit is None:
-            ids = tok.apply_chat_template(prompt_messages(question, paragraphs), add_generation_prompt=True,
-                                          return_tensors="pt", return_dict=True)["input_ids"]
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                out = gen.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False,
-                                   pad_token_id=tok.pad_token_id or tok.eos_token_id)
-            text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-            hit = {"text": text, "prompt_tokens": int(ids.shape[1]), "seconds": time.perf_counter() - t0}
-            cache.put(key, hit)
-        return clean_answer(hit["text"]), hit["prompt_tokens"], hit["seconds"]
-
+    answer = answerer(scorer, tag, args.max_new_tokens)
     conditions = ["full"] + [f"{r}-top{k}" for r in rankers for k in args.top] + ["gold"]
     per: dict[str, list[dict]] = {c: [] for c in conditions}
     for q in H.progress(qs, desc=f"generate {tag}", disable=args.no_progress):

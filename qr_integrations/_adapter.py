@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, Validati
 from typing_extensions import Self
 
 from .core.config import COMPONENT_KEYS, ConfigError, ScorerConfig, read_config_mapping
-from .core.fusion import FUSION_METHODS, RRF_K, fuse
+from .core.fusion import RRF_K, check_method, fuse
 from .core.heads import HeadSet
-from .core.layout import LAYOUTS
+from .core.layout import check_layout
 from .core.models import DEFAULT_MODEL
 from .core.scorer import QRScorer, check_config, select_within_budget
 
@@ -141,16 +141,12 @@ class QRHeadSettings(BaseModel):
     @field_validator("layout")
     @classmethod
     def _known_layout(cls, value: str) -> str:
-        if value not in LAYOUTS:
-            raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {value!r}")
-        return value
+        return check_layout(value)
 
     @field_validator("fusion")
     @classmethod
     def _known_fusion(cls, value: str) -> str:
-        if value not in FUSION_METHODS:
-            raise ValueError(f"fusion must be one of {list(FUSION_METHODS)}, got {value!r}")
-        return value
+        return check_method(value)
 
     @field_validator("heads", mode="before")
     @classmethod

@@ -128,7 +128,7 @@ def test_fuse_reads_the_input_order_without_retriever_scores() -> None:
         fuse(qr, [1.0], "rrf")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         fuse(qr, None, "rrf", weight=1.5)
-    with pytest.raises(ValueError, match="fusion method"):
+    with pytest.raises(ValueError, match="fusion must be one of"):
         fuse(qr, None, "borda")
 
 

@@ -23,6 +23,18 @@ FUSION_METHODS: tuple[str, ...] = ("none", "rrf", "weighted")
 RRF_K = 60
 
 
+def check_method(method: object) -> str:
+    """``method`` if it is a known fusion method, else a ``ValueError`` that lists them.
+
+    Example:
+        >>> check_method("weighted")
+        'weighted'
+    """
+    if not isinstance(method, str) or method not in FUSION_METHODS:
+        raise ValueError(f"fusion must be one of {list(FUSION_METHODS)}, got {method!r}")
+    return method
+
+
 def ranks(scores: Sequence[float]) -> list[int]:
     """1-based rank of each item when sorted by score, highest first; equal scores share the best rank.
 
@@ -138,8 +150,7 @@ def fuse(
         >>> ranks(fuse(qr, [0.9, 0.1, 0.8], method="weighted", weight=0.5))
         [2, 2, 1]
     """
-    if method not in FUSION_METHODS:
-        raise ValueError(f"fusion method must be one of {list(FUSION_METHODS)}, got {method!r}")
+    check_method(method)
     qr = [float(s) for s in qr_scores]
     if method == "none" or not qr:
         return qr

@@ -38,7 +38,7 @@ from benchmarks import harness as H
 from benchmarks import methods as M
 
 HOTPOT_FILE = "hotpotqa/hotpotqa_train_100.paragraphs.json"
-LAYOUTS = ("input", "reversed")  # the single layouts; "both" is their mean
+SINGLE_LAYOUTS = ("input", "reversed")  # each one forward pass; "both" is their mean
 
 
 @dataclass
@@ -157,18 +157,12 @@ def load_items(args: Any) -> tuple[list[Item], dict[str, dict[str, int]]]:
 # ---------------------------------------------------------------------------------------------- scoring
 
 
-def layout_scores(scorer: Any, query: str, texts: Sequence[str], layout: str) -> list[float]:
-    """QRHead scores (input order) with the candidates laid out in the prompt as ``layout``."""
-    return scorer.score(query, list(texts), layout=layout)
-
-
 def compute(args: Any) -> None:
     from qr_integrations import QRScorer
 
     items, _ = load_items(args)
     index, count = (int(x) for x in args.shard.split("/"))
-    mine = [it for i, it in enumerate(sorted({it.qid: None for it in items})) if i % count == index]
-    wanted = set(mine)
+    wanted = {qid for i, qid in enumerate(sorted({it.qid for it in items})) if i % count == index}
     tag = f"{args.dataset}_{H.model_tag(args.model)}"
     cache = ScoreCache(H.CACHE_DIR, tag, args.shard.replace("/", "of"))
     scorer = QRScorer(H.resolve_model(args.model), heads=args.heads, device="cpu")
@@ -184,7 +178,7 @@ def compute(args: Any) -> None:
         if cache.get(key) is not None:
             continue
         t0 = time.perf_counter()
-        s = layout_scores(scorer, it.query, it.texts, lay)
+        s = scorer.score(it.query, it.texts, layout=lay)
         cache.put(key, {"scores": s, "seconds": time.perf_counter() - t0, "qid": it.qid, "retriever": it.retriever,
                         "layout": lay})
 
@@ -206,7 +200,7 @@ def cached_scorer_class() -> type:
             texts = list(chunks)
             lay = layout or self.config.layout
             if lay == "both":  # the core's "both" is the mean of the two single layouts
-                a, b = (self.score(query, texts, layout=x) for x in LAYOUTS)
+                a, b = (self.score(query, texts, layout=x) for x in SINGLE_LAYOUTS)
                 return [(x + y) / 2 for x, y in zip(a, b, strict=True)]
             key = content_key(query, texts, lay, self.head_set.to_string(), self.tag)
             hit = self.cache.get(key)
@@ -290,7 +284,7 @@ def report(args: Any) -> dict:
     seconds: list[float] = []
     for it in H.progress(items, desc=f"report {tag}", disable=args.no_progress):
         qr: dict[str, list[float]] = {}
-        for lay in LAYOUTS:
+        for lay in SINGLE_LAYOUTS:
             hit = cache.get(content_key(it.query, it.texts, lay, heads, model_tag))
             if hit is not None:
                 qr[lay] = hit["scores"]

@@ -6,6 +6,8 @@ Examples::
     head -3 chunks.jsonl | qr-integrations rank -q "Which fruit has potassium?" -c -
     qr-integrations trim --query "Which fruit has potassium?" --text report.txt --max-tokens 1000 --json
     qr-integrations detect --model M --data examples.jsonl --top-k 16 --metric ndcg@10 --out heads.yaml --plot heads.png
+    qr-integrations serve --port 8080                      # rerank server (TEI, Infinity, Jina, Cohere APIs)
+    qr-integrations rank-file rows.jsonl ranked.jsonl      # {query, chunks} rows -> + scores, ranking
 
 Input formats (``--format``, default ``auto``):
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -270,7 +273,108 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"rank": _cmd_rank, "trim": _cmd_trim, "detect": _cmd_detect}
+def _serve_settings(args: argparse.Namespace) -> Any:
+    from .serving import API_KEY_ENV, ServeSettings
+
+    key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    try:
+        return ServeSettings(api_key=key, max_documents=args.max_documents, max_body_bytes=args.max_body_mb * 2**20)
+    except ValueError as exc:
+        raise BadInputError(str(exc)) from exc
+
+
+def _serve_config(args: argparse.Namespace) -> Any:
+    """The scorer config of ``serve`` and ``rank-file``: ``--config``, the model flags over it, and the
+    reversed layout unless one of them names a layout (their chunks come best first)."""
+    from .core.config import config_for_ranked_input, read_config_mapping
+
+    data: dict[str, Any] = read_config_mapping(args.config) if args.config else {}
+    for key, value in (("model", args.model), ("heads", getattr(args, "heads", None)),
+                       ("max_context_tokens", args.max_context_tokens), ("layout", args.layout),
+                       ("num_threads", args.threads)):
+        if value is not None:
+            data[key] = value
+    for key, value, default in (("device", args.device, "auto"), ("dtype", args.dtype, "auto")):
+        if value != default or key not in data:
+            data[key] = value
+    data["show_progress"] = not args.quiet
+    return config_for_ranked_input(data)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .serving import create_app
+    except ImportError as exc:
+        raise BadInputError(f"serve needs the serve extra: pip install 'qr-integrations[serve]' ({exc})") from exc
+    config = _serve_config(args)
+    settings = _serve_settings(args)
+    if args.ray:
+        try:
+            from ray import serve
+
+            from .ray import serve_app, start_local_ray
+        except ImportError as exc:
+            raise BadInputError(f"serve --ray needs the ray extra: pip install 'qr-integrations[ray]' ({exc})") from exc
+        if args.address:
+            import ray
+
+            ray.init(address=args.address)
+        else:
+            start_local_ray()
+        serve.start(http_options={"host": args.host, "port": args.port})
+        serve.run(serve_app(config, num_replicas=args.replicas, settings=settings), route_prefix="/",
+                  blocking=True)
+        return 0
+    app = create_app(config, settings=settings)
+    print(f"qr-integrations serve: {app.state.service.model_name} on http://{args.host}:{args.port} "
+          f"(layout {config.layout}{', API key required' if settings.api_key else ''})", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    return 0
+
+
+def _cmd_rank_file(args: argparse.Namespace) -> int:
+    from .rankfile import RowError, rank_file
+
+    if args.top_n is not None and args.top_n < 1:
+        raise BadInputError(f"--top-n must be a positive integer, got {args.top_n}")
+    config = _serve_config(args)
+    try:
+        if args.ray:
+            try:
+                from .ray import rank_file_ray, start_local_ray
+            except ImportError as exc:
+                raise BadInputError(f"rank-file --ray needs the ray extra: pip install 'qr-integrations[ray]' "
+                                    f"({exc})") from exc
+            if args.address:
+                import ray
+
+                ray.init(address=args.address)
+            else:
+                start_local_ray()
+            if Path(args.output).exists() and not args.overwrite:
+                raise BadInputError(f"{args.output!r} exists; --ray runs start afresh: pass --overwrite")
+            rows = rank_file_ray(args.input, args.output, config=config, top_n=args.top_n, actors=args.actors,
+                                 num_gpus=args.gpus_per_actor, query_column=args.query_column,
+                                 chunks_column=args.chunks_column, show_progress=not args.quiet)
+            print(f"ranked {rows} rows into {args.output} on Ray ({args.actors} actors)", file=sys.stderr)
+            return 0
+        from .core import QRScorer
+
+        summary = rank_file(args.input, args.output, QRScorer(config=config), top_n=args.top_n,
+                            query_column=args.query_column, chunks_column=args.chunks_column,
+                            overwrite=args.overwrite, show_progress=not args.quiet)
+    except RowError as exc:
+        raise BadInputError(str(exc)) from exc
+    print(f"ranked {summary.scored} rows into {summary.output}"
+          + (f" ({summary.resumed} already done)" if summary.resumed else ""), file=sys.stderr)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "rank": _cmd_rank, "trim": _cmd_trim, "detect": _cmd_detect, "serve": _cmd_serve, "rank-file": _cmd_rank_file,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -319,6 +423,43 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--plot", default=None, help="also write a heatmap PNG (layers x heads; needs matplotlib)")
     detect.add_argument("--name", default=None, help="name stored in the YAML (default: the --out file stem)")
     _add_model_args(detect, heads=False)
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve re-ranking over HTTP (TEI, Infinity, Jina and Cohere rerank APIs, /trim)",
+        description="Run the rerank server: POST /rerank (TEI or Infinity), /v1/rerank (Jina, Cohere v1), "
+        "/v2/rerank (Cohere v2), /trim; GET /health, /info. Chunks are taken to come best first (layout: "
+        "reversed) unless --layout or the config says otherwise. See docs/serving.md.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    serve.add_argument("--api-key", default=None,
+                       help="require 'Authorization: Bearer KEY' (default: $QR_INTEGRATIONS_API_KEY; unset: open)")
+    serve.add_argument("--max-documents", type=int, default=1000, help="documents per request (default: 1000)")
+    serve.add_argument("--max-body-mb", type=int, default=8, help="request body limit in MiB (default: 8)")
+    serve.add_argument("--ray", action="store_true", help="run on Ray Serve instead of one uvicorn process")
+    serve.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas, one model each (default: 1)")
+    serve.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    _add_model_args(serve)
+
+    rank_file = sub.add_parser(
+        "rank-file",
+        help="rank every {query, chunks} row of a JSONL or Parquet file",
+        description="Rank each row {id?, query, chunks} of INPUT and write it to OUTPUT with 'scores' (aligned "
+        "with chunks) and 'ranking' (chunk indices, best first). In-process by default, resumable (rerun to "
+        "continue); --ray spreads rows over Ray Data actors. See docs/scale-out.md.",
+    )
+    rank_file.add_argument("input", help="rows: .jsonl or .parquet")
+    rank_file.add_argument("output", help="output: .jsonl or .parquet")
+    rank_file.add_argument("--top-n", type=int, default=None, help="keep only the best N in 'ranking'")
+    rank_file.add_argument("--query-column", default="query", help="field holding the query (default: query)")
+    rank_file.add_argument("--chunks-column", default="chunks", help="field holding the chunks (default: chunks)")
+    rank_file.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    rank_file.add_argument("--ray", action="store_true", help="run on Ray Data")
+    rank_file.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    rank_file.add_argument("--actors", type=int, default=1, help="Ray Data actors, one model each (default: 1)")
+    rank_file.add_argument("--gpus-per-actor", type=float, default=0, help="GPUs per Ray actor (default: 0)")
+    _add_model_args(rank_file)
     return parser
 
 

@@ -262,3 +262,26 @@ class ScorerConfig:
     def replace(self, **changes: Any) -> ScorerConfig:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
+
+
+#: Prompt layout for candidates that arrive best first (retriever output), unless a config names one.
+RANKED_INPUT_LAYOUT = "reversed"
+
+
+def config_for_ranked_input(source: ScorerConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None) -> ScorerConfig:
+    """``source`` loaded as a :class:`ScorerConfig`, with ``layout: reversed`` unless it names a layout.
+
+    For callers whose chunks arrive in a retriever's order, best first: the rerank server, Ray Data and
+    ``rank-file``. That is the adapters' situation too, and the reversed layout is what measured best there
+    (docs/benchmarks.md, "Adapters in retriever order"). A :class:`ScorerConfig` object is taken as it is.
+
+    Example:
+        >>> config_for_ranked_input({"heads": "all"}).layout, config_for_ranked_input("layout: input").layout
+        ('reversed', 'input')
+    """
+    if isinstance(source, ScorerConfig):
+        return source
+    data = {} if source is None else read_config_mapping(source)
+    flat = _strip_component_keys(data)
+    flat.setdefault("layout", RANKED_INPUT_LAYOUT)
+    return ScorerConfig.from_dict(flat)

@@ -184,6 +184,8 @@ def rank_file(
     out_name = os.fspath(out_path)
     out_format = file_format(out_name)
     file_format(in_path)  # an unknown input type fails before anything is written
+    if not Path(os.fspath(in_path)).is_file():
+        raise RowError(f"input file {os.fspath(in_path)!r} does not exist")
     partial = Path(out_name if out_format == "jsonl" else out_name + ".partial.jsonl")
     if overwrite:
         partial.unlink(missing_ok=True)

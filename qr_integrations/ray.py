@@ -40,6 +40,8 @@ ConfigSource = ScorerConfig | Mapping[str, Any] | str | os.PathLike[str] | None
 LOCAL_RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",  # no usage reporting (CI has no network)
     "RAY_AUTH_MODE": "disabled",  # Ray 2.5x turns token auth on by default; a local cluster needs none
+    # Serve's proxy gets 5 s to report ready; a busy small machine needs longer (its workers run at nice 15)
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
 }
 
 
@@ -85,6 +87,7 @@ def serve_app(
     num_replicas: int = 1,
     ray_actor_options: dict[str, Any] | None = None,
     settings: Any = None,
+    deployment_options: dict[str, Any] | None = None,
 ) -> Any:
     """A Ray Serve application with the routes of ``qr-integrations serve`` (one model per replica).
 
@@ -94,6 +97,8 @@ def serve_app(
         ray_actor_options: per replica, e.g. ``{"num_gpus": 1}`` for a GPU each (default ``{"num_cpus": 1}``).
         settings: a :class:`qr_integrations.serving.ServeSettings`; the API key defaults to
             ``$QR_INTEGRATIONS_API_KEY`` as read here, on the driver.
+        deployment_options: more ``Deployment.options`` (``autoscaling_config``, ``max_ongoing_requests``,
+            ...).
 
     Returns:
         A ``ray.serve.Application``: ``serve.run(serve_app(...), route_prefix="/")``.
@@ -111,7 +116,7 @@ def serve_app(
     options = dict(ray_actor_options) if ray_actor_options else {"num_cpus": 1}
     deployment: Any = serve.deployment(QRHeadRerankServer)  # Ray's stubs type the class form as a decorator
     deployment = deployment.options(
-        name="qr-integrations", num_replicas=num_replicas, ray_actor_options=options
+        name="qr-integrations", num_replicas=num_replicas, ray_actor_options=options, **(deployment_options or {})
     )
     fields = {k: getattr(settings, k) for k in ("api_key", "max_documents", "max_body_bytes", "model_name")}
     return deployment.bind(_config_dict(config), fields)

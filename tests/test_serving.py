@@ -180,7 +180,7 @@ def test_health_and_info(server: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path, body, status, says",
+    ("path", "body", "status", "says"),
     [
         ("/v2/rerank", b"{not json", 400, "not valid JSON"),
         ("/v2/rerank", b"", 400, "empty request body"),

@@ -23,6 +23,9 @@ MODULES = [
     "qr_integrations.core.scorer",
     "qr_integrations.langchain",
     "qr_integrations.llama_index",
+    "qr_integrations.rankfile",
+    "qr_integrations.serving.app",
+    "qr_integrations.serving.service",
 ]
 
 

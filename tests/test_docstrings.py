@@ -10,9 +10,12 @@ import pytest
 MODULES = [
     "qr_integrations",
     "qr_integrations._adapter",
+    "qr_integrations.core.aggregate",
     "qr_integrations.core.chunking",
     "qr_integrations.core.config",
+    "qr_integrations.core.context",
     "qr_integrations.core.detection",
+    "qr_integrations.core.engine",
     "qr_integrations.core.fusion",
     "qr_integrations.core.heads",
     "qr_integrations.core.layout",
@@ -21,6 +24,7 @@ MODULES = [
     "qr_integrations.core.reference",
     "qr_integrations.core.results",
     "qr_integrations.core.scorer",
+    "qr_integrations.core.windows",
     "qr_integrations.langchain",
     "qr_integrations.llama_index",
 ]

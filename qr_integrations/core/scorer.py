@@ -274,8 +274,8 @@ class QRScorer:
 
         Example:
             >>> s = QRScorer(max_context_tokens=128)
-            >>> [[u.owner for u in w] for w in s.window_plan(["Bananas have potassium."] * 4)]
-            [[0, 1, 2], [3]]
+            >>> [[u.owner for u in w] for w in s.window_plan(["Bananas have potassium."] * 6)]
+            [[0, 1, 2, 3, 4], [5]]
         """
         norm = self._normalize(chunks)
         room = self._room(None if query is None else _check_query(query))

@@ -7,6 +7,7 @@ after layer 3), so they stay fast; what they check (windows, pieces, reuse) does
 
 from __future__ import annotations
 
+import pickle
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -209,6 +210,8 @@ def test_prefix_cache_config_field() -> None:
     for bad in (-1, True, "big", float("inf")):
         with pytest.raises(ConfigError, match="prefix_cache_mb"):
             ScorerConfig(prefix_cache_mb=bad)
+    copy = pickle.loads(pickle.dumps(QRScorer(heads=FAST_HEADS, prefix_cache_mb=8)))  # a copy starts empty
+    assert copy.prefix_cache is not None and copy.prefix_cache.max_bytes == 8 * 2**20 and len(copy.prefix_cache) == 0
 
 
 def test_prefix_cache_is_thread_safe(fast: QRScorer) -> None:

@@ -288,6 +288,12 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._items)
 
+    def __getstate__(self) -> dict[str, int]:  # a copy (pickle, deepcopy) starts empty, with its own lock
+        return {"max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.__init__(state["max_bytes"])  # type: ignore[misc]
+
     def get(self, key: Hashable) -> PreparedPrefix | None:
         """The prefix stored under ``key`` (now the most recent), or ``None``."""
         with self._lock:

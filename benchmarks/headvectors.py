@@ -3,15 +3,14 @@
 A QRScorer pass over *all* heads costs the same as a pass over the union of any head sets (the union is
 all heads when one of them is "all"). Keeping each head's calibrated per-token vector over the chunk spans
 lets the benchmarks score all heads, the shipped QRHead set, and any set shipped later, from one pass per
-query: the aggregation below repeats :meth:`QRScorer.score_head_sets` step for step (sum the heads, drop
-low outliers per chunk, sum; a split chunk takes its best piece). ``check_against_scorer`` verifies it.
-
-This reads the scorer's window iterator (``QRScorer._windows``), a private method: benchmarks only.
+query. The vectors come from the scorer's public result, :meth:`QRScorer.head_attention` over every head
+(chunks in input order), kept compact (:meth:`HeadAttention.compact`: only tokens inside chunk spans);
+the scores are :meth:`HeadAttention.scores` of that result, the same aggregation as
+:meth:`QRScorer.score_head_sets`. ``check_against_scorer`` verifies it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,37 +36,23 @@ class HeadVectors:
         d = torch.load(path, weights_only=False)
         return cls(tuple(tuple(h) for h in d["heads"]), int(d["n_chunks"]), d["windows"])
 
+    def attention(self) -> Any:
+        """The stored vectors as a :class:`~qr_integrations.core.aggregate.HeadAttention` (input layout)."""
+        from qr_integrations.core.aggregate import HeadAttention, WindowAttention
+
+        windows = tuple(WindowAttention(tuple(o), tuple(map(tuple, sp)), m) for o, sp, m in self.windows)
+        return HeadAttention("", self.heads, self.n_chunks, (windows,))
+
     def scores(self, head_set: Any, outlier_std: float | None = 2.0) -> list[float]:
         """Chunk scores under ``head_set`` (a HeadSet; "all" for every head), as the scorer computes them."""
-        from qr_integrations.core.scorer import chunk_scores
-
-        pos = {h: i for i, h in enumerate(self.heads)}
-        rows = list(range(len(self.heads))) if head_set.is_all else [pos[tuple(h)] for h in head_set.heads]
-        out = torch.full((self.n_chunks,), -math.inf, dtype=torch.float64)
-        for owners, spans, mat in self.windows:
-            summed = mat[rows].sum(dim=0, keepdim=True)
-            s = chunk_scores(summed, spans, outlier_std)[0]
-            for j, owner in enumerate(owners):
-                out[owner] = torch.maximum(out[owner], s[j])
-        return [float(x) for x in out.tolist()]
+        return self.attention().scores(head_set, outlier_std)
 
 
 def all_head_vectors(scorer: Any, query: str, chunks: Sequence[Any]) -> HeadVectors:
     """One pass of ``scorer`` over every head; only the tokens inside chunk spans are kept."""
-    from qr_integrations.core.heads import HeadSet
-
-    all_heads = HeadSet.all()
-    norm = scorer._normalize(chunks)
-    order = scorer._head_plan(all_heads)[0]
-    windows = []
-    for window, vectors, enc in scorer._windows(query, norm, all_heads):
-        spans, pieces, at = [], [], 0
-        for s, e in enc.chunk_spans:
-            pieces.append(vectors[:, s:e].float().cpu())
-            spans.append((at, at + (e - s)))
-            at += e - s
-        windows.append(([u.owner for u in window], spans, torch.cat(pieces, dim=1).contiguous()))
-    return HeadVectors(tuple(order), len(norm), windows)
+    att = scorer.head_attention(query, chunks, "all", layout="input").compact()
+    windows = [(list(w.owners), list(w.spans), w.vectors) for w in att.layouts[0]]
+    return HeadVectors(att.heads, att.num_chunks, windows)
 
 
 def check_against_scorer(scorer: Any, query: str, chunks: Sequence[Any], head_sets: Sequence[Any]) -> float:
@@ -75,7 +60,7 @@ def check_against_scorer(scorer: Any, query: str, chunks: Sequence[Any], head_se
     from qr_integrations.core.heads import HeadSet
 
     hv = all_head_vectors(scorer, query, chunks)
-    direct = scorer.score_head_sets(query, chunks, list(head_sets))
+    direct = scorer.score_head_sets(query, chunks, list(head_sets), layout="input")
     diff = 0.0
     for spec, ref in zip(head_sets, direct, strict=True):
         mine = hv.scores(HeadSet.parse(spec), scorer.config.outlier_std)

@@ -37,15 +37,17 @@ def peak_rss_mb() -> float:
 
 
 def spy(scorer: Any) -> list[int]:
+    """Record the prompt length of every window prefix ``scorer`` prepares (an injected engine)."""
+    from qr_integrations.core.engine import ForwardEngine
+
     seen: list[int] = []
-    original = scorer._window_vectors
 
-    def wrapped(query: str, units: Any, plan: Any) -> Any:
-        vectors, enc = original(query, units, plan)
-        seen.append(enc.num_tokens)
-        return vectors, enc
+    class Spy(ForwardEngine):
+        def prepare(self, prefix_ids: Any, plan: Any, **kwargs: Any) -> Any:
+            seen.append(len(prefix_ids) + len(kwargs.get("null_ids") or ()))
+            return super().prepare(prefix_ids, plan, **kwargs)
 
-    scorer._window_vectors = wrapped
+    scorer.engine = Spy(scorer.loaded, scorer.config.num_threads)
     return seen
 
 

@@ -105,7 +105,7 @@ def test_long_context_is_windowed(scorer: QRScorer, questions) -> None:
     filler = [f"Note {i}: the committee met on day {i} and discussed the budget for the next quarter." for i in range(60)]
     chunks = [*filler[:30], base[gold], *filler[30:]]
     small = QRScorer(device="cpu", max_context_tokens=512)
-    plan = small._pack(*small._units(q, [(None, x) for x in chunks]))
+    plan = small.window_plan(chunks, q)
     assert len(plan) > 1
     scores = small.score(q, chunks)
     assert len(scores) == len(chunks)

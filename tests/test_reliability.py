@@ -27,6 +27,7 @@ import torch
 
 from qr_integrations import ModelLoadError, QRScorer, ScorerOutOfMemoryError
 from qr_integrations.core import models
+from qr_integrations.core.engine import ForwardEngine
 from qr_integrations.core.prompt import INSTRUCTION, clean_text
 
 FAST_HEADS = "1-0,2-3,3-5"  # early exit after layer 3 of 30
@@ -53,17 +54,24 @@ def _finite(scores: list[float], n: int) -> None:
     assert all(type(s) is float and math.isfinite(s) for s in scores), scores
 
 
+class _SpyEngine(ForwardEngine):
+    """Records the prompt length (prefix and query span) of every window prefix it prepares."""
+
+    def __init__(self, loaded: Any, seen: list[int]) -> None:
+        super().__init__(loaded)
+        self.seen = seen
+
+    def prepare(self, prefix_ids: Any, plan: Any, **kwargs: Any) -> Any:
+        prefix = super().prepare(prefix_ids, plan, **kwargs)
+        null = kwargs.get("null_ids") or ()
+        self.seen.append(len(prefix_ids) + max(len(null), len(kwargs.get("shared_ids") or ())))
+        return prefix
+
+
 def _spy_forwards(s: QRScorer) -> list[int]:
-    """Record the prompt length of every window forward of ``s``."""
+    """Record the prompt length of every window forward of ``s`` (through an injected engine)."""
     seen: list[int] = []
-    original = s._window_vectors
-
-    def spy(query: str, units: Any, plan: Any) -> Any:
-        vectors, enc = original(query, units, plan)
-        seen.append(enc.num_tokens)
-        return vectors, enc
-
-    s._window_vectors = spy  # type: ignore[method-assign]
+    s.engine = _SpyEngine(s.loaded, seen)
     return seen
 
 
@@ -186,27 +194,39 @@ def test_a_title_longer_than_the_window_still_fits(fast: QRScorer) -> None:
     assert max(seen) <= 256, seen
 
 
-def _oom_when(s: QRScorer, fails: Callable[[list[Any]], bool]) -> list[int]:
-    """Make ``s`` raise CUDA out-of-memory on every window (list of chunk pieces) for which ``fails`` holds."""
-    tried: list[int] = []
-    original = s._window_vectors
+class _FailingEngine(ForwardEngine):
+    """Raises CUDA out-of-memory for every window prefix (token ids) for which ``fails`` holds."""
 
-    def forward(query: str, units: Any, plan: Any) -> Any:
-        size = sum(u.cost for u in units)
-        tried.append(size)
-        if fails(units):
+    def __init__(self, loaded: Any, fails: Callable[[Any], bool], tried: list[int]) -> None:
+        super().__init__(loaded)
+        self.fails = fails
+        self.tried = tried
+
+    def prepare(self, prefix_ids: Any, plan: Any, **kwargs: Any) -> Any:
+        self.tried.append(len(prefix_ids))
+        if self.fails(prefix_ids):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
-        return original(query, units, plan)
+        return super().prepare(prefix_ids, plan, **kwargs)
 
-    s._window_vectors = forward  # type: ignore[method-assign]
+
+def _chunks_in(s: QRScorer, prefix_ids: Any) -> int:
+    """How many chunk blocks (``[i] ...``) a window prefix holds."""
+    text = s.loaded.tokenizer.decode(list(prefix_ids))
+    return sum(f"[{i}] " in text for i in range(1, 100))
+
+
+def _oom_when(s: QRScorer, fails: Callable[[Any], bool]) -> list[int]:
+    """Make ``s`` raise CUDA out-of-memory on every window prefix (token ids) for which ``fails`` holds."""
+    tried: list[int] = []
+    s.engine = _FailingEngine(s.loaded, fails, tried)
     return tried
 
 
 def test_out_of_memory_splits_the_window_and_retries(fast: QRScorer, caplog: pytest.LogCaptureFixture) -> None:
     chunks = [*CHUNKS, "Apples and oranges are fruit.", "Spinach is a leafy green vegetable."]
     oom = QRScorer(device="cpu", heads=FAST_HEADS)
-    tried = _oom_when(oom, lambda units: len(units) > 1)  # every window of two or more chunks fails
-    with caplog.at_level(logging.WARNING, logger="qr_integrations.core.scorer"):
+    tried = _oom_when(oom, lambda ids: _chunks_in(oom, ids) > 1)  # every window of two or more chunks fails
+    with caplog.at_level(logging.WARNING, logger="qr_integrations.core.windows"):
         scores = oom.score(QUERY, chunks)
     # down to one chunk per window: each scored exactly as if it were scored alone
     assert scores == [fast.score(QUERY, [c])[0] for c in chunks]
@@ -214,22 +234,23 @@ def test_out_of_memory_splits_the_window_and_retries(fast: QRScorer, caplog: pyt
     assert "out of memory" in caplog.text and "retrying" in caplog.text
     # without the error, the same input is one window
     calm = QRScorer(device="cpu", heads=FAST_HEADS)
-    one = _oom_when(calm, lambda units: False)
+    one = _oom_when(calm, lambda ids: False)
     assert calm.score(QUERY, chunks) == fast.score(QUERY, chunks) and len(one) == 1
 
 
 def test_out_of_memory_on_one_chunk_cuts_it_smaller(fast: QRScorer) -> None:
     oom = QRScorer(device="cpu", heads=FAST_HEADS)
     long_chunk = " ".join(["Bananas are rich in potassium and the committee discussed budgets."] * 20)
-    tried = _oom_when(oom, lambda units: sum(u.cost for u in units) > 80)
+    frame = len(oom.loaded.builder.encode(QUERY, []).prefix_ids)
+    tried = _oom_when(oom, lambda ids: len(ids) - frame > 80)
     scores = oom.score(QUERY, [long_chunk, CHUNKS[0]])
     _finite(scores, 2)
-    assert max(tried) > 80 and any(t <= 80 for t in tried)
+    assert max(tried) - frame > 80 and any(t - frame <= 80 for t in tried)
 
 
 def test_out_of_memory_at_the_floor_is_a_clear_error(fast: QRScorer) -> None:
     oom = QRScorer(device="cpu", heads=FAST_HEADS, max_context_tokens=2048)
-    _oom_when(oom, lambda units: True)
+    _oom_when(oom, lambda ids: True)
     with pytest.raises(ScorerOutOfMemoryError) as info:
         oom.score(QUERY, CHUNKS)
     assert isinstance(info.value, torch.OutOfMemoryError)  # existing handlers still catch it
@@ -353,7 +374,7 @@ def test_settings_that_should_not_matter_do_not(fast: QRScorer, options: dict[st
 def test_a_window_is_scored_as_if_alone(fast: QRScorer) -> None:
     capped = QRScorer(device="cpu", heads=FAST_HEADS, max_context_tokens=128)
     many = CHUNKS * 3
-    plan = capped._pack(*capped._units(QUERY, [(None, c) for c in many]))
+    plan = capped.window_plan(many, QUERY)
     assert len(plan) > 1
     scores = capped.score(QUERY, many)
     start = 0

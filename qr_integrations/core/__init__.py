@@ -3,8 +3,11 @@
 Nothing here imports LlamaIndex or LangChain.
 """
 
+from .aggregate import HeadAttention
 from .config import ConfigError, ScorerConfig
+from .context import PreparedContext, QueryTooLongError
 from .detection import DetectionError, DetectionExample, HeadRanking, detect_heads, rank_heads, score_heads
+from .engine import ContextClosedError, ForwardEngine
 from .fusion import fuse, reciprocal_rank_fusion, weighted_fusion
 from .heads import HeadSet, HeadSetError, available_head_sets
 from .layout import LAYOUTS
@@ -15,15 +18,20 @@ from .scorer import HeadScores, QRScorer, ScorerOutOfMemoryError
 __all__ = [
     "LAYOUTS",
     "ConfigError",
+    "ContextClosedError",
     "DetectionError",
     "DetectionExample",
     "DeviceError",
+    "ForwardEngine",
+    "HeadAttention",
     "HeadRanking",
     "HeadScores",
     "HeadSet",
     "HeadSetError",
     "ModelLoadError",
+    "PreparedContext",
     "QRScorer",
+    "QueryTooLongError",
     "RankedChunk",
     "RankedResults",
     "ScorerConfig",

@@ -141,6 +141,10 @@ class ScorerConfig:
             given), ``"reversed"`` (the first chunk nearest the query; the adapters' default, since
             retrievers hand candidates best first) or ``"both"`` (two passes, scores averaged). Scores
             always come back aligned with the input. See :mod:`qr_integrations.core.layout`.
+        prefix_cache_mb: MiB of prepared window prefixes (KV cache of the layers up to the deepest selected
+            head, and the null-query calibration) this scorer keeps between calls, least recently used
+            dropped first; ``0`` (the default) keeps none. Keyed on the window's exact token ids and the
+            heads, so a call that sees the same chunks again with a new query runs only the query's tokens.
 
     Example:
         >>> cfg = ScorerConfig.from_dict({"heads": "all", "max_context_tokens": 4096})
@@ -161,6 +165,7 @@ class ScorerConfig:
     show_progress: bool = False
     layout: str = "input"
     num_threads: int | None = None
+    prefix_cache_mb: float = 0
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, what: str) -> None:
@@ -185,6 +190,9 @@ class ScorerConfig:
         need(isinstance(self.layout, str) and self.layout in LAYOUTS, "layout", f"expected one of {list(LAYOUTS)}")
         need(self.num_threads is None or (type(self.num_threads) is int and self.num_threads >= 1), "num_threads",
              "expected an integer >= 1 or null")
+        need(isinstance(self.prefix_cache_mb, (int, float)) and not isinstance(self.prefix_cache_mb, bool)
+             and 0 <= self.prefix_cache_mb < float("inf"), "prefix_cache_mb",
+             "expected a number of MiB >= 0 (0 turns it off)")
         if self.heads is not None and not isinstance(self.heads, HeadSet):
             try:
                 parsed = HeadSet.parse(self.heads)

@@ -1,83 +1,75 @@
 """QRScorer: score, rank and trim chunks with query-focused retrieval heads.
 
-The method (QRHead, arXiv 2506.09944), as steps of this module:
+The method (QRHead, arXiv 2506.09944), as the steps a call goes through:
 
-1. prompt -> spans (:mod:`.prompt`);
-2. forward with capture (:mod:`.capture`): the prefix (template + chunks) runs once and fills a KV cache,
-   stopping after the deepest selected layer; the query span then runs over that cache and the attention
-   of its rows over the context is captured for the selected heads;
-3. calibrate: the null query (``"N/A"``) runs over the same cache (cropped back after the query), and
-   its attention is subtracted; the instruction rows the two share are captured once, at the end of the
-   prefix pass, so only the differing tails run again;
-4. aggregate: the selected heads' calibrated vectors are summed;
-5. per chunk: tokens below ``mean - 2 std`` of the chunk are dropped, the rest summed.
+1. plan windows (:mod:`.windows`): chunks are packed into forward passes of at most
+   ``max_context_tokens``; a chunk longer than a window is cut into pieces;
+2. prompt -> spans (:mod:`.prompt`);
+3. forward with capture (:mod:`.engine`, :mod:`.capture`): each window's prefix (template + chunks) runs
+   once and fills a KV cache, stopping after the deepest selected layer; the null query (``"N/A"``) and
+   the query span then run over that cache, and the attention of their rows over the context is captured
+   for the selected heads. The null query's attention is subtracted (calibration);
+4. aggregate (:mod:`.aggregate`): the per-head calibrated attention (:class:`HeadAttention`, the public
+   result every score derives from) is summed over the selected heads; per chunk, tokens below
+   ``mean - 2 std`` are dropped and the rest summed; a chunk cut into pieces takes its best piece.
 
-Inputs longer than ``max_context_tokens`` are scored in windows of whole chunks, each with its own null
-calibration; a chunk longer than a window is cut into pieces and scored by its best piece.  A window that
-runs out of CUDA memory is split in two and retried (a single piece is cut smaller), down to a floor
-where :class:`ScorerOutOfMemoryError` says what to change.
+A window that runs out of CUDA memory is split in two and retried (a single piece is cut smaller), down
+to a floor where :class:`ScorerOutOfMemoryError` says what to change.
+
+Because the chunks come before the question, :meth:`QRScorer.context` prepares them once and answers
+any number of questions at the cost of each question's own tokens (:mod:`.context`); the opt-in prefix
+cache (``prefix_cache_mb``) does the same for plain calls that see the same chunks again.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import os
-from collections.abc import Iterator, Mapping, Sequence, Set
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping, Sequence, Set
 from typing import Any
 
 import torch
 
-from .capture import CaptureState, EarlyExit, capturing
+from .aggregate import (
+    HeadAttention,
+    HeadScores,
+    WindowAttention,
+    chunk_scores,
+    ranked,
+    select_within_budget,
+    trimmed,
+)
 from .chunking import split_text
 from .config import ScorerConfig
-from .heads import Head, HeadSet, HeadSpec, default_head_set_for
+from .context import PreparedContext
+from .engine import ForwardEngine, HeadPlan, PrefixCache, PreparedPrefix, shared_length, torch_threads
+from .heads import HeadSet, HeadSpec, default_head_set_for
 from .layout import check_layout, layout_orders
 from .models import LoadedModel, load_model, locate_model, model_shape, resolve_device, resolve_dtype
-from .prompt import SEPARATOR, Chunk, EncodedPrompt, chunk_block, normalize_chunk
-from .results import RankedChunk, RankedResults, TrimResult
+from .prompt import Chunk, EncodedPrompt, normalize_chunk
+from .results import RankedResults, TrimResult
+from .windows import (
+    ScorerOutOfMemoryError,
+    Unit,
+    Window,
+    capacity,
+    pack,
+    plan_units,
+    query_room,
+    reserve_tokens,
+    schedule,
+    window_cost,
+)
 
-_WINDOW_MARGIN = 8  # tokens kept free in each window for tokenization effects at block boundaries
-_MIN_PIECE_TOKENS = 16  # out of memory on a piece shorter than twice this: give up with a clear error
-
-logger = logging.getLogger(__name__)
-
-
-class ScorerOutOfMemoryError(torch.cuda.OutOfMemoryError):
-    """A single window still ran out of accelerator memory after splitting it down to the smallest piece.
-
-    It subclasses ``torch.OutOfMemoryError``, so code that already catches that keeps working.
-    """
-
-
-def _free_accelerator_memory(device: torch.device) -> None:
-    if device.type == "cuda" and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-@dataclass(frozen=True)
-class HeadScores:
-    """Per-head chunk scores of one query (what head detection ranks heads by).
-
-    Attributes:
-        heads: the ``(layer, head)`` of each row.
-        scores: ``(len(heads), num_chunks)`` calibrated, outlier-filtered chunk scores.
-        mass: ``(len(heads), num_chunks)`` calibrated attention mass per chunk without outlier filtering.
-    """
-
-    heads: tuple[Head, ...]
-    scores: torch.Tensor
-    mass: torch.Tensor
-
-
-@dataclass(frozen=True)
-class _Unit:
-    owner: int  # index of the input chunk
-    title: str | None
-    text: str
-    cost: int
+__all__ = [
+    "HeadAttention",
+    "HeadScores",
+    "QRScorer",
+    "ScorerOutOfMemoryError",
+    "check_config",
+    "chunk_scores",
+    "select_within_budget",
+    "torch_threads",
+]
 
 
 def _check_query(query: Any) -> str:
@@ -91,32 +83,6 @@ def _check_query(query: Any) -> str:
 def _check_positive(name: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-
-
-def chunk_scores(vectors: torch.Tensor, spans: Sequence[tuple[int, int]], outlier_std: float | None) -> torch.Tensor:
-    """Sum each chunk span of per-token scores after dropping low outliers.
-
-    Args:
-        vectors: ``(rows, tokens)`` calibrated attention, one row per head (or one summed row).
-        spans: ``(start, end)`` token ranges, end exclusive.
-        outlier_std: drop tokens below ``mean - outlier_std * std`` of the chunk (``None``: keep all).
-
-    Returns:
-        ``(rows, len(spans))`` float64 tensor.
-
-    Example:
-        >>> chunk_scores(torch.tensor([[1.0, 1.0, 1.0, -9.0, 2.0]]), [(0, 4), (4, 5)], 1.0).tolist()
-        [[3.0, 2.0]]
-    """
-    out = torch.zeros(vectors.shape[0], len(spans), dtype=torch.float64)
-    v = vectors.double().cpu()
-    for j, (s, e) in enumerate(spans):
-        x = v[:, s:e]
-        if outlier_std is not None and x.shape[1] >= 2:
-            thr = x.mean(dim=1, keepdim=True) - outlier_std * x.std(dim=1, keepdim=True)
-            x = torch.where(x > thr, x, torch.zeros_like(x))
-        out[:, j] = x.sum(dim=1)
-    return out
 
 
 def check_config(config: ScorerConfig, heads: HeadSet | None = None) -> tuple[int, int] | None:
@@ -147,51 +113,6 @@ def check_config(config: ScorerConfig, heads: HeadSet | None = None) -> tuple[in
     return shape
 
 
-@contextmanager
-def torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Run the block with torch's intra-op thread count set to ``num_threads`` (``None``: unchanged).
-
-    Example:
-        >>> with torch_threads(1):
-        ...     torch.get_num_threads()
-        1
-    """
-    if num_threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    if before != num_threads:
-        torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
-def select_within_budget(
-    scores: Sequence[float], counts: Sequence[int], max_tokens: int | None, top_n: int | None = None
-) -> list[int]:
-    """Indices that :meth:`QRScorer.trim` keeps: best first (ties by position), at most ``top_n``, and a
-    chunk that would overflow ``max_tokens`` is skipped while smaller ones after it may still fit.
-
-    Example:
-        >>> select_within_budget([0.1, 0.9, 0.5], [10, 600, 500], max_tokens=1000)
-        [1, 0]
-    """
-    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-    kept: list[int] = []
-    used = 0
-    for i in order:
-        if top_n is not None and len(kept) >= top_n:
-            break
-        if max_tokens is not None and used + counts[i] > max_tokens:
-            continue
-        kept.append(i)
-        used += counts[i]
-    return kept
-
-
 class QRScorer:
     """Zero-shot relevance scores from a decoder LLM's query-focused retrieval heads.
 
@@ -203,7 +124,7 @@ class QRScorer:
         config: a :class:`ScorerConfig` (or dict/path); explicit arguments override its fields.
         **options: any other :class:`ScorerConfig` field (``null_query``, ``calibrate``,
             ``max_context_tokens``, ``chunk_size``, ``outlier_std``, ``cache_dir``, ``show_progress``,
-            ``layout``, ``num_threads``).
+            ``layout``, ``num_threads``, ``prefix_cache_mb``).
 
     The model is loaded lazily on first use and shared with every other scorer of the same model,
     device and dtype. What can be checked without loading it is checked here (see :func:`check_config`).
@@ -254,6 +175,9 @@ class QRScorer:
             raise TypeError(f"{exc}; valid options are the ScorerConfig fields") from exc
         self._loaded: LoadedModel | None = None
         self._heads: HeadSet | None = None
+        self._engine: ForwardEngine | None = None
+        mb = self.config.prefix_cache_mb
+        self._prefix_cache = PrefixCache(int(mb * 2**20)) if mb else None
         # a bad model path, device, dtype or head set fails here, not at the first query
         check_config(self.config, self._explicit_heads)
 
@@ -266,7 +190,7 @@ class QRScorer:
         """
         return cls(config=ScorerConfig.load(config))
 
-    # ------------------------------------------------------------------ model & heads
+    # ------------------------------------------------------------------ model, heads, engine
     @property
     def loaded(self) -> LoadedModel:
         """The shared loaded model (loads it on first access)."""
@@ -285,24 +209,42 @@ class QRScorer:
             self._heads = hs
         return self._heads
 
-    def _head_plan(self, heads: HeadSet | None = None) -> tuple[tuple[Head, ...], dict[int, torch.Tensor], int]:
+    @property
+    def engine(self) -> ForwardEngine:
+        """The forward engine every pass of this scorer goes through (built on first use).
+
+        Assign a subclass to watch or fail passes (tests, benchmarks) without touching private methods.
+        """
+        if self._engine is None:
+            self._engine = ForwardEngine(self.loaded, self.config.num_threads)
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: ForwardEngine) -> None:
+        self._engine = engine
+
+    @property
+    def prefix_cache(self) -> PrefixCache | None:
+        """The LRU of prepared prefixes (``None`` when ``prefix_cache_mb`` is 0)."""
+        return self._prefix_cache
+
+    def head_plan(self, heads: HeadSpec = None) -> HeadPlan:
+        """The capture plan for ``heads`` (this scorer's head set when ``None``) on this model."""
         lm = self.loaded
-        resolved = (heads or self.head_set).resolve(lm.num_layers, lm.num_heads)
-        by_layer: dict[int, list[int]] = {}
-        for layer, head in resolved:
-            by_layer.setdefault(layer, []).append(head)
-        order: list[Head] = []
-        tensors: dict[int, torch.Tensor] = {}
-        for layer in sorted(by_layer):
-            tensors[layer] = torch.tensor(by_layer[layer], dtype=torch.long, device=lm.device)
-            order.extend((layer, h) for h in by_layer[layer])
-        return tuple(order), tensors, max(by_layer)
+        hs = self.head_set if heads is None else (heads if isinstance(heads, HeadSet) else HeadSet.parse(heads))
+        return HeadPlan.build(hs.resolve(lm.num_layers, lm.num_heads), lm.device)
 
     @property
     def window_tokens(self) -> int:
         """The most tokens in one forward pass."""
         cap = self.config.max_context_tokens
         return min(cap, self.loaded.max_positions) if cap else self.loaded.max_positions
+
+    @property
+    def query_reserve(self) -> int:
+        """Query tokens every window keeps room for (64, at most 1/16 of a window): questions up to this
+        long get the same windows, so prepared contexts and the prefix cache fit them."""
+        return reserve_tokens(self.window_tokens)
 
     def count_tokens(self, text: str) -> int:
         """Token count of ``text`` as plain user text under the model's tokenizer.
@@ -313,233 +255,112 @@ class QRScorer:
         """
         return self.loaded.builder.plain_token_count(text)
 
-    # ------------------------------------------------------------------ forward
-    def _run(self, ids: list[list[int]], cache: Any) -> None:
-        lm = self.loaded
-        tensor = torch.tensor(ids, dtype=torch.long, device=lm.device)
-        try:
-            lm.model(input_ids=tensor, use_cache=True, **{lm.cache_kwarg: cache})
-        except EarlyExit:
-            pass
-
-    def _window_vectors(self, query: str, units: Sequence[_Unit], plan: Any) -> tuple[torch.Tensor, EncodedPrompt]:
-        """Calibrated per-head attention over one window's prefix: ``(heads, prefix_tokens)``."""
-        from transformers import DynamicCache
-
-        lm = self.loaded
-        _, tensors, deepest = plan
-        enc = lm.builder.encode(query, [(u.title, u.text) for u in units], null_query=self.config.null_query)
-        prefix_len = len(enc.prefix_ids)
-        suffixes = [enc.query_ids, enc.null_ids] if self.config.calibrate else [enc.query_ids]
-        # The query span's leading instruction is the same tokens for the query and the null query, and
-        # causal attention gives its rows the same values in both: capture them once, at the end of the
-        # prefix pass. Then each tail (query text or null query, and the turn end) runs over the cache,
-        # which is cropped back to the shared part in between. (Batching the two tails would save a pass
-        # but needs a second copy of the cache: twice the memory for the same result.)
-        shared = 0
-        limit = min(len(ids) for ids in suffixes) - 1
-        while shared < limit and all(ids[shared] == suffixes[0][shared] for ids in suffixes):
-            shared += 1
-        head_ids = enc.prefix_ids + enc.query_ids[:shared]
-        state = CaptureState(heads_by_layer=tensors, context_len=prefix_len, stop_after_layer=deepest,
-                             capture=shared > 0, total_len=len(head_ids), rows=((prefix_len, len(head_ids)),))
-        order = sorted(tensors)
-        means = []
-        with lm.lock, torch_threads(self.config.num_threads), torch.inference_mode(), capturing(state):
-            cache = DynamicCache(config=lm.model.config)
-            cache.activate_past_recording()  # sliding-window layers keep their past so the crop below works
-            self._run([head_ids], cache)
-            common = torch.cat([state.out[layer] for layer in order], dim=1)[0] if shared else 0.0
-            state.capture, state.rows = True, None
-            for i, ids in enumerate(suffixes):
-                if i:
-                    cache.crop(-(len(suffixes[i - 1]) - shared))
-                state.out = {}
-                state.total_len = len(head_ids) + len(ids) - shared
-                self._run([ids[shared:]], cache)
-                tail = torch.cat([state.out[layer] for layer in order], dim=1)[0]
-                means.append((common + tail) / len(ids))
-            del cache
-        query_att = means[0] - means[1] if self.config.calibrate else means[0]
-        return query_att, enc
-
     # ------------------------------------------------------------------ windows
-    def _units(self, query: str, chunks: Sequence[tuple[str | None, str]]) -> tuple[list[_Unit], int]:
-        lm = self.loaded
-        builder = lm.builder
-        overhead = builder.overhead_tokens(query, self.config.null_query)
-        capacity = self.window_tokens - overhead - _WINDOW_MARGIN
-        if capacity < 32:
-            raise ValueError(
-                f"the query needs {overhead} prompt tokens, leaving no room for chunks in a {self.window_tokens}-token "
-                "window; shorten the query or raise max_context_tokens"
-            )
-        units: list[_Unit] = []
-        for i, (title, text) in enumerate(chunks):
-            cost = builder.plain_token_count(SEPARATOR + chunk_block(len(chunks), title, text)) + 1
-            if cost <= capacity:
-                units.append(_Unit(i, title, text, cost))
-                continue
-            # a chunk longer than a window: cut it into pieces of whole tokens, each a unit of its own
-            title_cost = builder.plain_token_count(SEPARATOR + chunk_block(len(chunks), title, "")) + 2
-            if title and title_cost > capacity // 4:  # a title too long to repeat on every piece: cut it too
-                title, text = None, f"{title}\n{text}"
-                title_cost = builder.plain_token_count(SEPARATOR + chunk_block(len(chunks), None, "")) + 2
-            units.extend(self._cut(_Unit(i, title, text, cost), title_cost, max(16, (capacity - title_cost) // 2)))
-        return units, capacity
+    def _room(self, query: str | None, reserve: int | None = None) -> int:
+        reserve = self.query_reserve if reserve is None else reserve
+        return query_room(self.loaded.builder, query, self.config.null_query, reserve)
 
-    def _cut(self, unit: _Unit, title_cost: int, step: int) -> list[_Unit]:
-        """``unit`` cut into pieces of at most ``step`` text tokens (on token boundaries)."""
-        offsets = self.loaded.builder.plain_encode(unit.text)["offset_mapping"]
-        if not offsets:
-            return [unit]
-        pieces = []
-        for start in range(0, len(offsets), step):
-            piece_offsets = offsets[start : start + step]
-            piece = unit.text[piece_offsets[0][0] : piece_offsets[-1][1]]
-            pieces.append(_Unit(unit.owner, unit.title, piece, title_cost + len(piece_offsets)))
-        return pieces
+    def _plan_windows(self, chunks: Sequence[tuple[str | None, str]], room: int) -> list[Window]:
+        builder = self.loaded.builder
+        cap = capacity(builder, self.window_tokens, room)
+        return pack(plan_units(builder, chunks, cap), cap)
 
-    def _split_after_oom(self, window: list[_Unit], message: str) -> list[list[_Unit]]:
-        """Two smaller windows for one that ran out of memory, or :class:`ScorerOutOfMemoryError`."""
-        if len(window) > 1:
-            half = len(window) // 2
-            return [window[:half], window[half:]]
-        unit = window[0]
-        text_tokens = self.loaded.builder.plain_token_count(unit.text)
-        if text_tokens >= 2 * _MIN_PIECE_TOKENS:
-            step = (text_tokens + 1) // 2
-            pieces = self._cut(unit, max(0, unit.cost - text_tokens), step)
-            if len(pieces) > 1:
-                return [[p] for p in pieces]
-        raise ScorerOutOfMemoryError(
-            f"out of memory scoring one piece of chunk {unit.owner} ({unit.cost} tokens) even after splitting its "
-            f"window down to that piece: lower max_context_tokens (now {self.window_tokens}), use a smaller dtype "
-            f"(dtype='bfloat16' or 'float16'), fewer heads, or device='cpu'. ({message})"
-        )
+    def window_plan(self, chunks: Sequence[Chunk], query: str | None = None) -> list[list[Unit]]:
+        """How ``chunks`` (in the order given) are packed into forward passes for ``query``.
 
-    @staticmethod
-    def _pack(units: list[_Unit], capacity: int) -> list[list[_Unit]]:
-        windows: list[list[_Unit]] = []
-        current: list[_Unit] = []
-        used = 0
-        for u in units:
-            if current and used + u.cost > capacity:
-                windows.append(current)
-                current, used = [], 0
-            current.append(u)
-            used += u.cost
-        if current:
-            windows.append(current)
-        return windows
+        Each window is a list of :class:`~qr_integrations.core.windows.Unit` (a chunk, or a piece of one
+        longer than a window, with ``owner`` its index). ``query=None`` plans for any query that fits
+        :attr:`query_reserve`, as :meth:`context` does.
 
-    def _windows(
-        self, query: str, chunks: Sequence[tuple[str | None, str]], heads: HeadSet | None = None
-    ) -> Iterator[tuple[list[_Unit], torch.Tensor, EncodedPrompt]]:
-        """Yield ``(units, calibrated per-head vectors, encoded prompt)`` for each window of the input."""
-        plan = self._head_plan(heads)
-        units, capacity = self._units(query, chunks)
-        windows = self._pack(units, capacity)
-        progress = None
-        if self.config.show_progress:  # counted in tokens, so one long window shows too, and splits add nothing
-            from tqdm.auto import tqdm
+        Example:
+            >>> s = QRScorer(max_context_tokens=128)
+            >>> [[u.owner for u in w] for w in s.window_plan(["Bananas have potassium."] * 6)]
+            [[0, 1, 2, 3, 4], [5]]
+        """
+        norm = self._normalize(chunks)
+        room = self._room(None if query is None else _check_query(query))
+        return self._plan_windows(norm, room) if norm else []
 
-            desc = f"scoring {len(windows)} window{'s' if len(windows) > 1 else ''}"
-            progress = tqdm(total=sum(u.cost for u in units), desc=desc, unit="tok", unit_scale=True)
+    def _shared_ids(self, query_ids: Sequence[int], null_ids: Sequence[int]) -> list[int]:
+        """The query span's leading tokens to run with the prefix (the rows the null query shares)."""
+        spans = [query_ids, null_ids] if self.config.calibrate or self._prefix_cache is not None else [query_ids]
+        return list(query_ids[: shared_length(*spans)])
+
+    def _prefix(self, enc: EncodedPrompt, shared: Sequence[int], plan: HeadPlan) -> PreparedPrefix:
+        """The window's prepared prefix: from the prefix cache, or run now (and stored there)."""
+        null_ids = enc.null_ids if self.config.calibrate else None
+        key: Hashable = (plan.heads, tuple(enc.prefix_ids), tuple(shared), None if null_ids is None else tuple(null_ids))
+        cache = self._prefix_cache
+        if cache is not None:
+            hit = cache.get(key)
+            if hit is not None:
+                return hit
+        prefix = self.engine.prepare(enc.prefix_ids, plan, shared_ids=shared, null_ids=null_ids)
+        if cache is not None:
+            cache.put(key, prefix)
+        return prefix
+
+    def _progress(self, units: int, windows: int, show: bool | None) -> Any:
+        if not (self.config.show_progress if show is None else show):
+            return None
+        from tqdm.auto import tqdm  # counted in tokens, so one long window shows too, and splits add nothing
+
+        return tqdm(total=units, desc=f"scoring {windows} window{'s' if windows > 1 else ''}", unit="tok",
+                    unit_scale=True)
+
+    def _attention(
+        self, query: str, norm: Sequence[tuple[str | None, str]], plan: HeadPlan, layout: str,
+        show_progress: bool | None = None,
+    ) -> HeadAttention:
+        """The calibrated per-head attention of ``query`` over normalized chunks, every layout order."""
+        builder = self.loaded.builder
         limit = self.window_tokens
-        queue = list(windows)
-        too_big: int | None = None  # the smallest window (in tokens) that ran out of memory in this call
-        try:
-            while queue:
-                window = queue.pop(0)
-                size = sum(u.cost for u in window)
-                if too_big is not None and size >= too_big and len(window) > 1:  # would fail again: split first
-                    half = len(window) // 2
-                    queue[:0] = [window[:half], window[half:]]
-                    continue
-                oom: str | None = None
-                try:
-                    vectors, enc = self._window_vectors(query, window, plan)
-                except torch.cuda.OutOfMemoryError as exc:
-                    oom = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                if oom is not None:  # outside the except block, so the failed window's tensors are released
-                    _free_accelerator_memory(self.loaded.device)
-                    too_big = size if too_big is None else min(too_big, size)
-                    halves = self._split_after_oom(window, oom)
-                    logger.warning(
-                        "out of memory on a %d-token window of %d chunk piece(s); retrying as %d smaller windows",
-                        size, len(window), len(halves),
-                    )
-                    queue[:0] = halves
-                    continue
-                if enc.num_tokens > limit and len(window) > 1:  # boundary tokenization overshot: split
-                    half = len(window) // 2
-                    queue[:0] = [window[:half], window[half:]]
-                    continue
-                yield window, vectors, enc
+        room = self._room(query)
+        layouts = []
+        for order in layout_orders(len(norm), layout):
+            windows = self._plan_windows([norm[i] for i in order], room)
+
+            def run(window: Window) -> tuple[torch.Tensor, EncodedPrompt] | None:
+                enc = builder.encode(query, [(u.title, u.text) for u in window], null_query=self.config.null_query)
+                if len(enc.prefix_ids) + max(room, len(enc.query_ids)) > limit and len(window) > 1:
+                    return None  # boundary tokenization overshot the window: halve it
+                prefix = self._prefix(enc, self._shared_ids(enc.query_ids, enc.null_ids), plan)
+                return self.engine.calibrated(prefix, enc.query_ids), enc
+
+            progress = self._progress(sum(window_cost(w) for w in windows), len(windows), show_progress)
+            try:
+                scored = [
+                    WindowAttention(tuple(order[u.owner] for u in window), tuple(enc.chunk_spans), vectors)
+                    for window, (vectors, enc) in schedule(builder, windows, run, limit, progress)
+                ]
+            finally:
                 if progress is not None:
-                    progress.update(size)
-        finally:
-            if progress is not None:
-                progress.close()
-
-    def _combine(
-        self,
-        query: str,
-        chunks: Sequence[tuple[str | None, str]],
-        heads: HeadSet | None,
-        rows: Sequence[Sequence[int]] | None,
-        outlier_stds: Sequence[float | None],
-        layout: str | None = None,
-    ) -> list[torch.Tensor]:
-        """Chunk scores ``(len(rows), n_chunks)`` in input order, one matrix per outlier setting.
-
-        The chunks are written into the prompt in the order(s) of ``layout`` (the config's when ``None``);
-        with ``"both"`` each matrix is the mean of the two layouts' matrices.
-        """
-        passes = []
-        for order in layout_orders(len(chunks), self._layout(layout)):
-            laid_out = self._combine_in_prompt_order(query, [chunks[i] for i in order], heads, rows, outlier_stds)
-            back = []
-            for mat in laid_out:
-                aligned = torch.empty_like(mat)
-                aligned[:, order] = mat
-                back.append(aligned)
-            passes.append(back)
-        if len(passes) == 1:
-            return passes[0]
-        return [torch.stack([p[k] for p in passes]).mean(dim=0) for k in range(len(outlier_stds))]
-
-    def _layout(self, layout: str | None) -> str:
-        return check_layout(self.config.layout if layout is None else layout)
-
-    def _combine_in_prompt_order(
-        self,
-        query: str,
-        chunks: Sequence[tuple[str | None, str]],
-        heads: HeadSet | None,
-        rows: Sequence[Sequence[int]] | None,
-        outlier_stds: Sequence[float | None],
-    ) -> list[torch.Tensor]:
-        """Chunk scores ``(len(rows), n_chunks)``, one matrix per outlier setting, from one pass.
-
-        Each row sums the listed heads before outlier filtering; ``rows=None`` scores every head on its
-        own. Pieces of a split chunk are folded with ``max``.
-        """
-        outs = [torch.full((0, 0), 0.0)] * len(outlier_stds)
-        first = True
-        for window, vectors, enc in self._windows(query, chunks, heads):
-            summed = vectors if rows is None else torch.stack([vectors[list(r)].sum(dim=0) for r in rows])
-            for k, std in enumerate(outlier_stds):
-                scores = chunk_scores(summed, enc.chunk_spans, std)
-                if first:
-                    outs[k] = torch.full((scores.shape[0], len(chunks)), -math.inf, dtype=torch.float64)
-                for j, unit in enumerate(window):
-                    outs[k][:, unit.owner] = torch.maximum(outs[k][:, unit.owner], scores[:, j])
-            first = False
-        return outs
+                    progress.close()
+            layouts.append(tuple(scored))
+        return HeadAttention(query, plan.heads, len(norm), tuple(layouts))
 
     # ------------------------------------------------------------------ public API
+    def head_attention(
+        self, query: str, chunks: Sequence[Chunk], heads: HeadSpec = None, *, layout: str | None = None
+    ) -> HeadAttention:
+        """The per-head calibrated attention of ``query`` over ``chunks``: what every score derives from.
+
+        One forward pass over ``heads`` (this scorer's head set when ``None``; ``"all"`` for every head)
+        gives any number of views: :meth:`HeadAttention.scores` for a subset of the heads,
+        :meth:`HeadAttention.head_scores` for each head alone. ``score``, ``score_head_sets`` and
+        ``head_scores`` are such views.
+
+        Example:
+            >>> s = QRScorer()
+            >>> att = s.head_attention("Which fruit has potassium?", ["Paris.", "Bananas have potassium."])
+            >>> att.scores() == s.score("Which fruit has potassium?", ["Paris.", "Bananas have potassium."])
+            True
+        """
+        query = _check_query(query)
+        layout = self._layout(layout)
+        norm = self._normalize(chunks)
+        return self._attention(query, norm, self.head_plan(heads), layout)
+
     def score(self, query: str, chunks: Sequence[Chunk], *, layout: str | None = None) -> list[float]:
         """One relevance score per chunk, aligned with the input (higher is more relevant).
 
@@ -566,9 +387,7 @@ class QRScorer:
         norm = self._normalize(chunks)
         if not norm:
             return []
-        n_heads = len(self._head_plan()[0])
-        total = self._combine(query, norm, None, [range(n_heads)], [self.config.outlier_std], layout)[0][0]
-        return [float(x) for x in total.tolist()]
+        return self._attention(query, norm, self.head_plan(), layout).scores("all", self.config.outlier_std)
 
     def score_head_sets(
         self, query: str, chunks: Sequence[Chunk], head_sets: Sequence[HeadSpec], *, layout: str | None = None
@@ -589,11 +408,8 @@ class QRScorer:
         if not norm:
             return [[] for _ in resolved]
         union = HeadSet(heads=tuple(sorted(set().union(*map(set, resolved)))))
-        order = self._head_plan(union)[0]
-        position = {h: i for i, h in enumerate(order)}
-        rows = [[position[h] for h in r] for r in resolved]
-        mat = self._combine(query, norm, union, rows, [self.config.outlier_std], layout)[0]
-        return [[float(x) for x in row] for row in mat.tolist()]
+        att = self._attention(query, norm, self.head_plan(union), layout)
+        return att.head_set_scores([HeadSet(heads=r) for r in resolved], self.config.outlier_std)
 
     def head_scores(
         self, query: str, chunks: Sequence[Chunk], heads: HeadSpec = "all", *, layout: str | None = None
@@ -608,14 +424,11 @@ class QRScorer:
         query = _check_query(query)
         layout = self._layout(layout)
         norm = self._normalize(chunks)
-        hs = HeadSet.parse(heads)
+        plan = self.head_plan(HeadSet.parse(heads))
         if not norm:
-            order = self._head_plan(hs)[0]
-            empty = torch.zeros(len(order), 0, dtype=torch.float64)
-            return HeadScores(order, empty, empty)
-        order = self._head_plan(hs)[0]
-        filtered, mass = self._combine(query, norm, hs, None, [self.config.outlier_std, None], layout)
-        return HeadScores(order, filtered, mass)
+            empty = torch.zeros(len(plan.heads), 0, dtype=torch.float64)
+            return HeadScores(plan.heads, empty, empty)
+        return self._attention(query, norm, plan, layout).head_scores(self.config.outlier_std)
 
     def rank(
         self, query: str, chunks: Sequence[Chunk], top_n: int | None = None, *, layout: str | None = None
@@ -631,14 +444,7 @@ class QRScorer:
         items_in = self._chunk_list(chunks)  # once: an iterator must not be consumed twice
         norm = self._normalize(items_in)
         scores = self.score(query, items_in, layout=layout)
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        if top_n is not None:
-            order = order[:top_n]
-        items = tuple(
-            RankedChunk(index=i, score=scores[i], rank=r + 1, text=norm[i][1], title=norm[i][0])
-            for r, i in enumerate(order)
-        )
-        return RankedResults(query=query, items=items)
+        return ranked(query, norm, scores, top_n)
 
     def trim(
         self,
@@ -664,41 +470,173 @@ class QRScorer:
         _check_positive("max_tokens", max_tokens)
         _check_positive("top_n", top_n)
         query = _check_query(query)
-        if isinstance(text_or_chunks, str):
-            chunks: list[Chunk] = list(split_text(text_or_chunks, self.config.chunk_size, self.count_tokens))
-        else:
-            chunks = self._chunk_list(text_or_chunks)
+        chunks = self._trim_chunks(text_or_chunks)
         norm = self._normalize(chunks)
-        texts = [(f"{t}\n{x}" if t else x) for t, x in norm]
+        texts = self._texts(norm)
         scores = self.score(query, chunks, layout=layout) if norm else []
         counts = [self.count_tokens(t) for t in texts]
-        kept = select_within_budget(scores, counts, max_tokens, top_n)
-        if keep_order:
-            kept.sort()
-        return TrimResult(
-            query=query,
-            chunks=tuple(texts[i] for i in kept),
-            indices=tuple(kept),
-            scores=tuple(scores[i] for i in kept),
-            token_counts=tuple(counts[i] for i in kept),
-            text="\n\n".join(texts[i] for i in kept),
-            num_input_chunks=len(norm),
-            input_tokens=sum(counts),
-            all_scores=tuple(scores),
-            input_chunks=tuple(texts),
-        )
+        return trimmed(query, texts, scores, counts, max_tokens, top_n, keep_order)
+
+    def context(
+        self,
+        text_or_chunks: str | Sequence[Chunk],
+        *,
+        heads: HeadSpec = None,
+        layout: str | None = None,
+        query_tokens: int | None = None,
+        show_progress: bool | None = None,
+    ) -> PreparedContext:
+        """Prepare ``text_or_chunks`` once and ask it any number of questions, each at the cost of its own tokens.
+
+        The chunks are encoded once: every window's prefix runs to the deepest selected layer, with the
+        null-query calibration and the instruction rows every question shares. ``ctx.score(query)``,
+        ``ctx.rank(query)`` and ``ctx.trim(query)`` then equal :meth:`score`, :meth:`rank` and :meth:`trim`
+        over the same chunks (to 1e-5 of the largest score, same ranking), running only the question's
+        tail over the cached prefix.
+
+        Args:
+            text_or_chunks: a list of chunks, or a string split as :meth:`trim` splits it.
+            heads: the heads to read (this scorer's head set when ``None``).
+            layout: as in :meth:`score` (``"both"`` prepares two prefixes per window).
+            query_tokens: question tokens each window keeps room for (default :attr:`query_reserve`, which
+                plain calls use too; a longer question is refused with a clear error).
+            show_progress: a progress bar while preparing (default: the config's ``show_progress``).
+
+        Memory: the KV cache of the layers up to the deepest selected head, ``ctx.bytes_per_token`` bytes per
+        prompt token (``ctx.nbytes`` in all); free it with ``ctx.close()`` or a ``with`` block.
+
+        Example:
+            >>> scorer = QRScorer()
+            >>> chunks = ["The Eiffel Tower is in Paris.", "Bananas are rich in potassium."]
+            >>> with scorer.context(chunks) as ctx:
+            ...     ctx.rank("Which fruit has potassium?").indices, ctx.rank("Where is the tower?").indices
+            ([1, 0], [0, 1])
+        """
+        _check_positive("query_tokens", query_tokens)
+        chunks = self._trim_chunks(text_or_chunks)
+        norm = self._normalize(chunks)
+        return PreparedContext(self, norm, self.head_plan(heads), self._layout(layout),
+                               self.query_reserve if query_tokens is None else query_tokens, show_progress)
+
+    def score_batch(
+        self,
+        queries: Sequence[str],
+        chunk_lists: Sequence[Sequence[Chunk]],
+        *,
+        layout: str | None = None,
+        show_progress: bool | None = None,
+    ) -> list[list[float]]:
+        """Scores for many independent ``(query, chunks)`` pairs, equal to calling :meth:`score` on each.
+
+        Pairs that share the same chunk list share one prepared context (each further question costs only
+        its own tokens); the rest run one at a time. One progress bar counts the pairs. On a GPU this is the
+        same loop: pairs are not padded into batched forward passes.
+
+        Args:
+            queries: one query per pair.
+            chunk_lists: one chunk list per pair (``len(chunk_lists) == len(queries)``).
+            layout: as in :meth:`score`.
+            show_progress: a progress bar over the pairs (default: the config's ``show_progress``).
+
+        Example:
+            >>> s = QRScorer()
+            >>> chunks = ["Paris is in France.", "Bananas have potassium."]
+            >>> out = s.score_batch(["Which fruit?", "Which city?"], [chunks, chunks])
+            >>> [max(range(2), key=row.__getitem__) for row in out]
+            [1, 0]
+        """
+        queries = [_check_query(q) for q in self._chunk_list(queries, "queries")]
+        lists = self._chunk_list(chunk_lists, "chunk_lists")
+        if len(lists) != len(queries):
+            raise ValueError(
+                f"score_batch needs one chunk list per query: got {len(queries)} queries and {len(lists)} chunk "
+                "lists; repeat a shared list ([chunks] * len(queries)) to ask several questions of it"
+            )
+        layout = self._layout(layout)
+        norms = [self._normalize(c) for c in lists]
+        groups: dict[tuple[tuple[str | None, str], ...], list[int]] = {}
+        for i, norm in enumerate(norms):
+            groups.setdefault(tuple(norm), []).append(i)
+        out: list[list[float]] = [[] for _ in queries]
+        show = self.config.show_progress if show_progress is None else show_progress
+        progress = None
+        if show:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=len(queries), desc=f"scoring {len(queries)} pairs", unit="pair")
+        try:
+            for norm_key, members in groups.items():
+                norm = list(norm_key)
+                room = self._room(None)
+                fits = [i for i in members if len(self.loaded.builder.query_span_ids(queries[i])) <= room]
+                if norm and len(fits) > 1:
+                    with PreparedContext(self, norm, self.head_plan(), layout, self.query_reserve, False) as ctx:
+                        for i in fits:
+                            out[i] = ctx.score(queries[i])
+                            if progress is not None:
+                                progress.update(1)
+                for i in members:
+                    if norm and len(fits) > 1 and i in fits:
+                        continue
+                    out[i] = self._attention(queries[i], norm, self.head_plan(), layout, False).scores(
+                        "all", self.config.outlier_std) if norm else []
+                    if progress is not None:
+                        progress.update(1)
+        finally:
+            if progress is not None:
+                progress.close()
+        return out
+
+    def rank_batch(
+        self,
+        queries: Sequence[str],
+        chunk_lists: Sequence[Sequence[Chunk]],
+        top_n: int | None = None,
+        *,
+        layout: str | None = None,
+        show_progress: bool | None = None,
+    ) -> list[RankedResults]:
+        """:meth:`rank` for many ``(query, chunks)`` pairs, through :meth:`score_batch`.
+
+        Example:
+            >>> s = QRScorer()
+            >>> chunks = ["Paris is in France.", "Bananas have potassium."]
+            >>> [r.indices for r in s.rank_batch(["Which fruit?", "Which city?"], [chunks, chunks], top_n=1)]
+            [[1], [0]]
+        """
+        _check_positive("top_n", top_n)
+        lists = [self._chunk_list(c) for c in self._chunk_list(chunk_lists, "chunk_lists")]
+        scores = self.score_batch(queries, lists, layout=layout, show_progress=show_progress)
+        return [ranked(q, self._normalize(c), s, top_n) for q, c, s in zip(queries, lists, scores, strict=True)]
+
+    # ------------------------------------------------------------------ input
+    def _layout(self, layout: str | None) -> str:
+        return check_layout(self.config.layout if layout is None else layout)
+
+    def _trim_chunks(self, text_or_chunks: str | Sequence[Chunk]) -> list[Chunk]:
+        """A string split as :meth:`trim` splits it, or the chunk list."""
+        if isinstance(text_or_chunks, str):
+            return list(split_text(text_or_chunks, self.config.chunk_size, self.count_tokens))
+        return self._chunk_list(text_or_chunks)
 
     @staticmethod
-    def _chunk_list(chunks: Any) -> list[Any]:
+    def _texts(norm: Sequence[tuple[str | None, str]]) -> list[str]:
+        return [(f"{t}\n{x}" if t else x) for t, x in norm]
+
+    @staticmethod
+    def _chunk_list(chunks: Any, name: str = "chunks") -> list[Any]:
         """``chunks`` as a list (any ordered iterable), or a TypeError saying what was passed."""
         if isinstance(chunks, str):
+            if name != "chunks":
+                raise TypeError(f"{name} must be a list, not one string")
             raise TypeError("chunks must be a list of chunks, not one string; use trim() to split a long text")
         if isinstance(chunks, (Mapping, Set)):  # iterating would give keys, or an order scores cannot follow
-            raise TypeError(f"chunks must be an ordered list of chunks, got {type(chunks).__name__}")
+            raise TypeError(f"{name} must be an ordered list{' of chunks' if name == 'chunks' else ''}, "
+                            f"got {type(chunks).__name__}")
         try:
             return list(chunks)
         except TypeError as exc:
-            raise TypeError(f"chunks must be a list, got {type(chunks).__name__}") from exc
+            raise TypeError(f"{name} must be a list, got {type(chunks).__name__}") from exc
 
     @staticmethod
     def _normalize(chunks: Sequence[Chunk]) -> list[tuple[str | None, str]]:
@@ -707,3 +645,4 @@ class QRScorer:
     def __repr__(self) -> str:
         cfg = self.config
         return f"QRScorer(model={cfg.model or 'embedded'!r}, heads={cfg.heads or 'default'!r}, device={cfg.device!r})"
+

@@ -298,6 +298,12 @@ def _serve_config(args: argparse.Namespace) -> Any:
         if value != default or key not in data:
             data[key] = value
     data["show_progress"] = not args.quiet
+    if getattr(args, "prefix_cache_mb", None) is not None:
+        data["prefix_cache_mb"] = args.prefix_cache_mb
+    if args.command == "serve":
+        from .serving import serving_config
+
+        return serving_config(data)
     return config_for_ranked_input(data)
 
 
@@ -437,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="require 'Authorization: Bearer KEY' (default: $QR_INTEGRATIONS_API_KEY; unset: open)")
     serve.add_argument("--max-documents", type=int, default=1000, help="documents per request (default: 1000)")
     serve.add_argument("--max-body-mb", type=int, default=8, help="request body limit in MiB (default: 8)")
+    serve.add_argument("--prefix-cache-mb", type=float, default=None,
+                       help="MiB of prepared prefixes kept, so requests over the same documents cost only their query "
+                       "(default: the config's, else 512; 0 is off)")
     serve.add_argument("--ray", action="store_true", help="run on Ray Serve instead of one uvicorn process")
     serve.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas, one model each (default: 1)")
     serve.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")

@@ -168,6 +168,19 @@ def test_trim_endpoint_equals_scorer(server: str, reference: QRScorer) -> None:
     assert [c["index"] for c in chunks["chunks"]] == [1]
 
 
+def test_same_documents_reuse_the_prepared_prefix(server: str, reference: QRScorer) -> None:
+    before = httpx.get(f"{server}/info", headers=auth()).json()["prefix_cache"]
+    assert before["max_mb"] == 512
+    docs = [d + " (reuse)" for d in DOCS]
+    for q in ("Which fruit has potassium?", "Who created Python?", "Where do bees dance?"):
+        r = httpx.post(f"{server}/v2/rerank", headers=auth(), json={"query": q, "documents": docs}).json()
+        want = [(x.index, x.score) for x in reference.rank(q, docs)]
+        same([(x["index"], x["relevance_score"]) for x in r["results"]], want)
+    after = httpx.get(f"{server}/info", headers=auth()).json()["prefix_cache"]
+    assert after["misses"] - before["misses"] == 1 and after["hits"] - before["hits"] == 2
+    assert after["entries"] >= 1 and after["used_mb"] > 0
+
+
 def test_health_and_info(server: str) -> None:
     assert httpx.get(f"{server}/health").json() == {"status": "ok"}
     info = httpx.get(f"{server}/info", headers=auth()).json()
@@ -280,7 +293,9 @@ def test_serving_layout_default_and_env_key(monkeypatch: pytest.MonkeyPatch, tmp
     cfg_file.write_text("layout: both\nheads: all\ntop_n: 3\n")
     args = build_parser().parse_args(["serve", "--config", str(cfg_file), "--threads", "1"])
     cfg = _serve_config(args)
-    assert (cfg.layout, cfg.heads, cfg.num_threads) == ("both", "all", 1)
+    assert (cfg.layout, cfg.heads, cfg.num_threads, cfg.prefix_cache_mb) == ("both", "all", 1, 512)
+    args = build_parser().parse_args(["serve", "--prefix-cache-mb", "0"])
+    assert _serve_config(args).prefix_cache_mb == 0
     args = build_parser().parse_args(["serve", "--config", str(cfg_file), "--layout", "input"])
     assert _serve_config(args).layout == "input"
     assert _serve_config(build_parser().parse_args(["serve"])).layout == "reversed"

@@ -312,10 +312,19 @@ class RerankService:
             "window_tokens": scorer.window_tokens,
             "layout": scorer.config.layout,
             "device": str(scorer.loaded.device),
+            "prefix_cache": _cache_info(scorer),
             "max_documents": self.settings.max_documents,
             "max_body_bytes": self.settings.max_body_bytes,
             "auth": self.settings.api_key is not None,
         }
+
+
+def _cache_info(scorer: QRScorer) -> dict[str, Any] | None:
+    cache = scorer.prefix_cache
+    if cache is None:
+        return None
+    return {"max_mb": scorer.config.prefix_cache_mb, "used_mb": round(cache.nbytes / 2**20, 1), "entries": len(cache),
+            "hits": cache.hits, "misses": cache.misses}
 
 
 def _new_id() -> str:

@@ -208,6 +208,8 @@ def test_health_and_info(server: str) -> None:
         ("/v2/rerank", {"query": QUERY, "documents": ["x"] * 21}, 413, "limit of 20"),
         ("/v2/rerank", {"query": QUERY, "documents": ["x" * 600_000, "y" * 600_000]}, 413, "over the limit"),
         ("/trim", {"query": QUERY}, 400, 'exactly one of "text"'),
+        ("/trim", {"query": QUERY, "text": "\n\n".join(" ".join(["word"] * 240) for _ in range(25))}, 413,
+         "after splitting the text"),
         ("/trim", {"query": QUERY, "chunks": [3]}, 400, '"chunks"[0]'),
         ("/nowhere", {"query": QUERY}, 404, "Not Found"),
     ],

@@ -35,6 +35,7 @@ from typing import Any
 
 from .. import __version__
 from ..core import QRScorer
+from ..core.chunking import split_text
 
 #: Environment variable read for the API key when none is passed.
 API_KEY_ENV = "QR_INTEGRATIONS_API_KEY"
@@ -160,14 +161,17 @@ class RerankService:
             raise RequestError(413, f"request body of {num_bytes} bytes is over the limit of "
                                     f"{self.settings.max_body_bytes}; send fewer or shorter documents")
 
+    def _check_count(self, n: int, what: str, fix: str = "split the request") -> None:
+        """Raise 413 for more than ``max_documents`` documents or chunks."""
+        if n > self.settings.max_documents:
+            raise RequestError(413, f"{n} {what} in one request is over the limit of {self.settings.max_documents}; {fix}")
+
     def _documents(self, body: Mapping[str, Any], key: str, objects: bool) -> list[str]:
         docs = body.get(key)
         if not isinstance(docs, list):
             got = "missing" if docs is None else type(docs).__name__
             raise RequestError(400, f'"{key}" must be a list of strings, got {got}')
-        if len(docs) > self.settings.max_documents:
-            raise RequestError(413, f'{len(docs)} {key} in one request is over the limit of '
-                                    f"{self.settings.max_documents}; split the request")
+        self._check_count(len(docs), key)
         out: list[str] = []
         for i, doc in enumerate(docs):
             if objects and isinstance(doc, Mapping) and isinstance(doc.get("text"), str):
@@ -273,22 +277,19 @@ class RerankService:
             if not isinstance(text, str):
                 raise RequestError(400, f'"text" must be a string, got {type(text).__name__}')
             self.check_size(len(text.encode("utf-8")))
-            source = text
+            # split as trim() would, and check the count before any scoring
+            source = list(split_text(text, self.scorer.config.chunk_size, self.scorer.count_tokens))
+            self._check_count(len(source), "chunks (after splitting the text)", "send a shorter text")
         else:
             source = self._chunks(chunks)
         result = self.scorer.trim(query, source, max_tokens=_positive(body, "max_tokens"),
                                   top_n=_positive(body, "top_n"), keep_order=_flag(body, "keep_order", True))
-        if result.num_input_chunks > self.settings.max_documents:
-            raise RequestError(413, f"the text splits into {result.num_input_chunks} chunks, over the limit of "
-                                    f"{self.settings.max_documents}; send a shorter text")
         return result.to_dict()
 
     def _chunks(self, chunks: Any) -> list[Any]:
         if not isinstance(chunks, list):
             raise RequestError(400, f'"chunks" must be a list, got {type(chunks).__name__}')
-        if len(chunks) > self.settings.max_documents:
-            raise RequestError(413, f"{len(chunks)} chunks in one request is over the limit of "
-                                    f"{self.settings.max_documents}; split the request")
+        self._check_count(len(chunks), "chunks")
         out: list[Any] = []
         for i, c in enumerate(chunks):
             if isinstance(c, str):

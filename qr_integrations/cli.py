@@ -283,7 +283,7 @@ def _serve_settings(args: argparse.Namespace) -> Any:
         raise BadInputError(str(exc)) from exc
 
 
-def _serve_config(args: argparse.Namespace) -> Any:
+def serve_config_from_args(args: argparse.Namespace) -> Any:
     """The scorer config of ``serve`` and ``rank-file``: ``--config``, the model flags over it, and the
     reversed layout unless one of them names a layout (their chunks come best first)."""
     from .core.config import config_for_ranked_input, read_config_mapping
@@ -314,7 +314,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from .serving import create_app
     except ImportError as exc:
         raise BadInputError(f"serve needs the serve extra: pip install 'qr-integrations[serve]' ({exc})") from exc
-    config = _serve_config(args)
+    config = serve_config_from_args(args)
     settings = _serve_settings(args)
     if args.ray:
         try:
@@ -345,7 +345,7 @@ def _cmd_rank_file(args: argparse.Namespace) -> int:
 
     if args.top_n is not None and args.top_n < 1:
         raise BadInputError(f"--top-n must be a positive integer, got {args.top_n}")
-    config = _serve_config(args)
+    config = serve_config_from_args(args)
     try:
         if args.ray:
             try:

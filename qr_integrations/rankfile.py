@@ -83,9 +83,10 @@ def plain(value: Any) -> Any:
 
 
 def rank_row(scorer: QRScorer, row: Mapping[str, Any], *, top_n: int | None = None,
-             query_column: str = "query", chunks_column: str = "chunks") -> dict[str, Any]:
-    """``row`` with ``scores`` and ``ranking`` added (see the module docstring)."""
-    check_row(row, "row", query_column, chunks_column)
+             query_column: str = "query", chunks_column: str = "chunks", where: str = "row") -> dict[str, Any]:
+    """``row`` with ``scores`` and ``ranking`` added (see the module docstring); ``where`` names the row in
+    the error a bad row raises."""
+    check_row(row, where, query_column, chunks_column)
     out = {k: plain(v) for k, v in row.items()}
     chunks = [plain(c) for c in row[chunks_column]]
     scores = scorer.score(row[query_column], chunks) if chunks else []
@@ -210,8 +211,8 @@ def rank_file(
                     raise RowError(f"{where}: id {row.get('id')!r} differs from the last row already in {partial} "
                                    f"({last_id!r}): that output belongs to another input; pass --overwrite")
                 continue
-            check_row(row, where, query_column, chunks_column)
-            out = rank_row(scorer, row, top_n=top_n, query_column=query_column, chunks_column=chunks_column)
+            out = rank_row(scorer, row, top_n=top_n, query_column=query_column, chunks_column=chunks_column,
+                           where=where)
             fh.write(json.dumps(out, ensure_ascii=False) + "\n")
             fh.flush()
             scored += 1
@@ -233,9 +234,6 @@ def _last_id(partial: Path) -> Any:
 
 def _jsonl_to_parquet(src: Path, dst: Path, batch_rows: int = 4096) -> None:
     """Stream a JSONL file into Parquet in batches (the schema is taken from the first batch)."""
-    import pyarrow as pa
-
-    pq = _pyarrow_parquet()
     writer = None
     tmp = dst.with_name(dst.name + ".tmp")
     try:
@@ -245,17 +243,31 @@ def _jsonl_to_parquet(src: Path, dst: Path, batch_rows: int = 4096) -> None:
                 if line.strip():
                     batch.append(json.loads(line))
                 if len(batch) >= batch_rows:
-                    writer = _write_batch(pa, pq, writer, batch, tmp)
+                    writer = write_parquet_batch(writer, batch, tmp)
                     batch = []
             if batch or writer is None:
-                writer = _write_batch(pa, pq, writer, batch, tmp)
+                writer = write_parquet_batch(writer, batch, tmp)
     finally:
         if writer is not None:
             writer.close()
     tmp.replace(dst)
 
 
-def _write_batch(pa: Any, pq: Any, writer: Any, rows: list[dict[str, Any]], path: Path) -> Any:
+def write_parquet_batch(writer: Any, rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> Any:
+    """Append ``rows`` to a Parquet file through ``writer`` (``None`` first: it is opened at ``path`` with the
+    schema of these rows) and return the writer; close it when done. Needs pyarrow.
+
+    Example:
+        >>> import tempfile, pathlib, pyarrow.parquet as pq
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "out.parquet"
+        >>> w = write_parquet_batch(None, [{"id": 1, "scores": [0.5, 0.1]}], path)
+        >>> w = write_parquet_batch(w, [{"id": 2, "scores": [0.2]}], path); w.close()
+        >>> pq.read_table(path).column("id").to_pylist()
+        [1, 2]
+    """
+    import pyarrow as pa
+
+    pq = _pyarrow_parquet()
     table = pa.Table.from_pylist(rows, schema=writer.schema if writer is not None else None)
     if writer is None:
         writer = pq.ParquetWriter(path, table.schema)

@@ -214,7 +214,7 @@ def rank_file_ray(
     import json
     from pathlib import Path
 
-    from .rankfile import _write_batch, file_format
+    from .rankfile import file_format, write_parquet_batch
 
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
@@ -230,14 +230,12 @@ def rank_file_ray(
                 fh.write(json.dumps(plain(row), ensure_ascii=False) + "\n")
                 rows += 1
         return rows
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     writer = None
     try:
         for batch in ranked.iter_batches(batch_format="pandas", batch_size=1024):
             records = [plain(r) for r in batch.to_dict(orient="records")]
-            writer = _write_batch(pa, pq, writer, records, dst)
+            writer = write_parquet_batch(writer, records, dst)
             rows += len(records)
     finally:
         if writer is not None:

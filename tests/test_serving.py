@@ -286,7 +286,7 @@ def test_max_tokens_per_doc_cuts_documents_first(scorer: QRScorer) -> None:
 
 
 def test_serving_layout_default_and_env_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    from qr_integrations.cli import _serve_config, build_parser
+    from qr_integrations.cli import build_parser, serve_config_from_args
     from qr_integrations.serving import serving_config
 
     assert serving_config(None).layout == "reversed"
@@ -294,13 +294,13 @@ def test_serving_layout_default_and_env_key(monkeypatch: pytest.MonkeyPatch, tmp
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("layout: both\nheads: all\ntop_n: 3\n")
     args = build_parser().parse_args(["serve", "--config", str(cfg_file), "--threads", "1"])
-    cfg = _serve_config(args)
+    cfg = serve_config_from_args(args)
     assert (cfg.layout, cfg.heads, cfg.num_threads, cfg.prefix_cache_mb) == ("both", "all", 1, 512)
     args = build_parser().parse_args(["serve", "--prefix-cache-mb", "0"])
-    assert _serve_config(args).prefix_cache_mb == 0
+    assert serve_config_from_args(args).prefix_cache_mb == 0
     args = build_parser().parse_args(["serve", "--config", str(cfg_file), "--layout", "input"])
-    assert _serve_config(args).layout == "input"
-    assert _serve_config(build_parser().parse_args(["serve"])).layout == "reversed"
+    assert serve_config_from_args(args).layout == "input"
+    assert serve_config_from_args(build_parser().parse_args(["serve"])).layout == "reversed"
 
 
 def test_settings_are_checked() -> None:

@@ -141,7 +141,7 @@ def _cached_detection(key: str, n_scifact: int, n_hotpot: int) -> dict[str, list
     return out
 
 
-def _rankings(key: str, n_scifact: int, n_hotpot: int) -> dict[tuple[str, str], Any]:
+def rankings(key: str, n_scifact: int, n_hotpot: int) -> dict[tuple[str, str], Any]:
     from qr_integrations.core.detection import rank_heads
 
     cached = _cached_detection(key, n_scifact, n_hotpot)
@@ -174,12 +174,12 @@ def set_name(key: str, source: str, metric: str) -> str:
 
 def stage_detect(key: str, n_scifact: int, n_hotpot: int, ship: bool = False) -> dict[str, Any]:
     """Rank heads on the cached passes, write head sets and heatmaps (and the package data if ``ship``)."""
-    rankings = _rankings(key, n_scifact, n_hotpot)
+    ranked = rankings(key, n_scifact, n_hotpot)
     out_dir = RESULTS / "headsets"
     out_dir.mkdir(parents=True, exist_ok=True)
     IMG.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"model": MODELS[key], "top_k": TOP_K, "sets": {}}
-    for (source, metric), ranking in rankings.items():
+    for (source, metric), ranking in ranked.items():
         name = set_name(key, source, metric)
         text = SOURCE_TEXT[source].format(sw=SCIFACT_WORDS, hw=HOTPOT_WORDS)
         source_line = (

@@ -15,15 +15,27 @@ prepared context (prepare + n tails) against n separate calls, for each n. The p
 prefix pass plus one tail per question. Memory: ``ctx.nbytes`` (what the context holds) and the bytes per
 token it states.
 
+``--memory`` measures instead, for each length, the peak resident memory of one plain call and of a
+prepared context asked ``--memory-questions`` questions, each in a fresh child process (so that neither
+inherits the other's freed heap): RSS sampled every 5 ms during the measured phase, reported as the peak
+over the process's RSS after loading the model and as the whole process's peak.
+
 Run:  .venv/bin/python -m benchmarks.prepared_context --lengths 2000 8000 --questions 1 4 16 --threads 1
+      .venv/bin/python -m benchmarks.prepared_context --lengths 32000 --memory --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import harness as H
@@ -61,6 +73,81 @@ def timed(fn: Any, *args: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
+def rss_bytes() -> int:
+    """This process's resident set size, from /proc (Linux)."""
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss(fn: Callable[[], Any], every: float = 0.005) -> tuple[Any, int]:
+    """``fn()`` and the highest RSS seen while it ran (sampled every ``every`` seconds)."""
+    peak = rss_bytes()
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss_bytes())
+            time.sleep(every)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        out = fn()
+    finally:
+        done.set()
+        t.join()
+    return out, max(peak, rss_bytes())
+
+
+def memory_child(mode: str, length: int, n_questions: int, threads: int) -> dict[str, Any]:
+    """One measurement in this (fresh) process: ``call`` (one plain score) or ``context`` (prepare + asks)."""
+    from qr_integrations import QRScorer
+
+    scorer = QRScorer(device="cpu", num_threads=threads)
+    scorer.score("warm up", ["one", "two"])
+    chunks = history(length, scorer.count_tokens)
+    qs = questions(n_questions)
+    base = rss_bytes()
+    out: dict[str, Any] = {"mode": mode, "tokens": length, "after_load": base}
+    if mode == "call":
+        _, peak = peak_rss(lambda: scorer.score(qs[0], chunks))
+    else:
+        def run() -> int:
+            ctx = scorer.context(chunks)
+            for q in qs:
+                ctx.score(q)
+            nbytes = ctx.nbytes
+            ctx.close()
+            return nbytes
+        out["context_bytes"], peak = peak_rss(run)
+    out["peak"] = peak
+    return out
+
+
+def memory(args: Any) -> None:
+    rows, records = [], []
+    for length in args.lengths:
+        got = {}
+        for mode in ("call", "context"):
+            cmd = [sys.executable, "-m", "benchmarks.prepared_context", "--memory-child", mode, "--lengths", str(length),
+                   "--memory-questions", str(args.memory_questions), "--threads", str(args.threads)]
+            res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            got[mode] = json.loads(res.stdout.strip().splitlines()[-1])
+        call, ctx = got["call"], got["context"]
+        grow_call, grow_ctx = call["peak"] - call["after_load"], ctx["peak"] - ctx["after_load"]
+        records.append({"tokens": length, "call": call, "context": ctx})
+        mib = 2**20
+        rows.append([length, call["after_load"] / mib, grow_call / mib, grow_ctx / mib, ctx["context_bytes"] / mib,
+                     grow_ctx / grow_call, call["peak"] / mib, ctx["peak"] / mib, ctx["peak"] / call["peak"]])
+    table = H.markdown_table(
+        ["context tokens", "RSS after load MiB", "one call: peak growth MiB",
+         f"prepared + {args.memory_questions} questions: peak growth MiB", "ctx.nbytes MiB", "growth ratio",
+         "one call: process peak MiB", "prepared: process peak MiB", "process peak ratio"], rows)
+    H.write_results(args.name + "_memory", {"records": records, "threads": args.threads}, table)
+    print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[2000, 8000])
@@ -69,8 +156,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", default=None)
     parser.add_argument("--name", default="prepared_context")
+    parser.add_argument("--memory", action="store_true", help="measure peak memory (child processes) instead of time")
+    parser.add_argument("--memory-questions", type=int, default=4)
+    parser.add_argument("--memory-child", choices=["call", "context"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     H.setup_torch(args.threads)
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child, args.lengths[0], args.memory_questions, args.threads)))
+        return
+    if args.memory:
+        memory(args)
+        return
 
     from qr_integrations import QRScorer
 

@@ -161,3 +161,17 @@ def test_num_threads_is_validated() -> None:
     for bad in (0, "2", 1.5, True):
         with pytest.raises(ConfigError, match="num_threads"):
             ScorerConfig(num_threads=bad)
+
+
+def test_quantize_is_validated_and_cpu_only() -> None:
+    from qr_integrations import QRScorer, ScorerConfig
+    from qr_integrations.core.config import ConfigError
+    from qr_integrations.core.models import DeviceError, load_model
+
+    assert ScorerConfig.from_dict({"quantize": "int8"}).to_dict()["quantize"] == "int8"
+    with pytest.raises(ConfigError, match="'quantize'.*'int8'"):
+        ScorerConfig(quantize="int4")
+    with pytest.raises(ValueError, match="quantize='fp8' is not supported"):
+        load_model(device="cpu", quantize="fp8")
+    with pytest.raises(DeviceError, match="CPU only"):
+        QRScorer(quantize="int8", device="meta")

@@ -197,3 +197,18 @@ def test_score_head_sets_matches_separate_scorers(scorer: QRScorer, questions) -
         alone = QRScorer(device="cpu", heads=spec).score(q, c)
         tol = 1e-5 * max(abs(x) for x in alone)
         assert got == pytest.approx(alone, abs=tol)
+
+
+def test_int8_quantized_scorer_is_a_separate_model_that_still_ranks() -> None:
+    from qr_integrations.core.models import load_model
+
+    chunks = ["The Eiffel Tower is in Paris.", "Bananas are rich in potassium.", "Violins have four strings."]
+    plain = QRScorer(device="cpu", num_threads=1)
+    int8 = QRScorer(device="cpu", num_threads=1, quantize="int8")
+    assert int8.loaded is not plain.loaded and int8.loaded is load_model(device="cpu", quantize="int8")
+    assert type(plain.loaded.layers[0].mlp.up_proj).__name__ == "Linear"
+    assert "quantized" in type(int8.loaded.layers[0].mlp.up_proj).__module__  # the float model was not touched
+    a, b = plain.score("Which fruit has potassium?", chunks), int8.score("Which fruit has potassium?", chunks)
+    assert all(type(x) is float for x in b) and len(b) == 3
+    assert max(range(3), key=b.__getitem__) == max(range(3), key=a.__getitem__) == 1
+    assert a != b  # int8 really ran

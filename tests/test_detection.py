@@ -265,3 +265,25 @@ def test_heatmap_marks_chosen_heads(tmp_path: Path) -> None:
     assert (tmp_path / "h.png").stat().st_size > 1000
     ax = fig.axes[0]
     assert len(ax.patches) == 2  # the chosen heads are boxed
+
+
+def test_depth_budget_detection_stops_early_and_keeps_the_order(tiny_model: str) -> None:
+    scorer = QRScorer(tiny_model, device="cpu")
+    full = collect_head_scores(scorer, EXAMPLES)
+    shallow = collect_head_scores(scorer, EXAMPLES, max_layers=2)
+    assert [tuple(r.scores.shape) for r in shallow] == [(8, 3)] * 3  # 2 of 3 layers x 4 heads
+    assert all(layer < 2 for layer, _ in shallow[0].heads)
+    # the heads it did score got the same scores as in the full pass
+    for a, b in zip(full, shallow, strict=True):
+        rows = [a.heads.index(h) for h in b.heads]
+        assert np.allclose(a.scores[rows].numpy(), b.scores.numpy(), atol=1e-6)
+    examples = [DetectionExample.from_obj(e, i) for i, e in enumerate(EXAMPLES)]
+    ranking = rank_head_scores(full, examples, "ndcg@10", num_layers=3, num_heads=4, model="tiny")
+    budget = detect_heads(scorer, EXAMPLES, top_k=3, max_layers=2)
+    assert budget.heads == tuple(h for h, _ in ranking.top(12) if h[0] < 2)[:3]
+    assert budget.source is not None and "layers 0-1" in budget.source
+    assert ranking.head_set(3, max_layers=3).heads == ranking.head_set(3).heads
+    with pytest.raises(DetectionError, match="max_layers"):
+        detect_heads(scorer, EXAMPLES, max_layers=0)
+    with pytest.raises(DetectionError, match="only 4 heads in its first 1 layers"):
+        ranking.head_set(5, max_layers=1)

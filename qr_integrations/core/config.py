@@ -145,6 +145,9 @@ class ScorerConfig:
             head, and the null-query calibration) this scorer keeps between calls, least recently used
             dropped first; ``0`` (the default) keeps none. Keyed on the window's exact token ids and the
             heads, so a call that sees the same chunks again with a new query runs only the query's tokens.
+        quantize: ``None`` (the default) or ``"int8"``: dynamically quantised int8 linear layers, CPU only.
+            Faster forward passes on the CPU at a small cost in agreement with float32 (measured in
+            docs/benchmarks.md, "The single question, cheaper"); the attention itself stays float32.
 
     Example:
         >>> cfg = ScorerConfig.from_dict({"heads": "all", "max_context_tokens": 4096})
@@ -166,6 +169,7 @@ class ScorerConfig:
     layout: str = "input"
     num_threads: int | None = None
     prefix_cache_mb: float = 0
+    quantize: str | None = None
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, what: str) -> None:
@@ -193,6 +197,7 @@ class ScorerConfig:
         need(isinstance(self.prefix_cache_mb, (int, float)) and not isinstance(self.prefix_cache_mb, bool)
              and 0 <= self.prefix_cache_mb < float("inf"), "prefix_cache_mb",
              "expected a number of MiB >= 0 (0 turns it off)")
+        need(self.quantize in (None, "int8"), "quantize", "expected null (off) or 'int8' (CPU only)")
         if self.heads is not None and not isinstance(self.heads, HeadSet):
             try:
                 parsed = HeadSet.parse(self.heads)

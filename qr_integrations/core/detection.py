@@ -302,19 +302,29 @@ class HeadRanking:
         """
         return [(self.heads[i], float(self.values[i])) for i in self.order[:k]]
 
-    def head_set(self, top_k: int = 16, name: str | None = None, source: str | None = None) -> HeadSet:
+    def head_set(self, top_k: int = 16, name: str | None = None, source: str | None = None,
+                 max_layers: int | None = None) -> HeadSet:
         """The best ``top_k`` heads as a :class:`HeadSet` (with their scores and the model's shape).
 
+        ``max_layers`` keeps only heads in the first ``max_layers`` layers (a depth budget: the forward
+        pass stops after the deepest selected layer, so a shallower set scores faster).
+
         Example:
-            >>> r = rank_heads([np.array([[0.1, 0.9], [0.9, 0.1]])], [[0, 1]], heads=[(0, 0), (0, 1)])
-            >>> r.head_set(1).to_string()
-            '0-0'
+            >>> r = rank_heads([np.array([[0.1, 0.9], [0.9, 0.1]])], [[0, 1]], heads=[(0, 0), (1, 1)])
+            >>> r.head_set(1).to_string(), r.head_set(1, max_layers=1).to_string()
+            ('1-1', '0-0')
         """
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise DetectionError(f"top_k must be a positive integer, got {top_k!r}")
-        if top_k > len(self.heads):
-            raise DetectionError(f"top_k={top_k} but the model has only {len(self.heads)} heads")
-        best = self.top(top_k)
+        check_max_layers(max_layers)
+        allowed = [i for i in self.order if max_layers is None or self.heads[i][0] < max_layers]
+        if top_k > len(allowed):
+            within = "" if max_layers is None else f" in its first {max_layers} layers"
+            raise DetectionError(f"top_k={top_k} but the ranking holds only {len(allowed)} heads{within}")
+        best = [(self.heads[i], float(self.values[i])) for i in allowed[:top_k]]
+        if max_layers is not None and source is None:
+            source = (f"qr-integrations detect_heads: top {top_k} by {self.metric} in layers 0-{max_layers - 1} "
+                      f"on {self.num_examples} examples")
         return HeadSet(
             heads=tuple(h for h, _ in best),
             name=name,
@@ -459,6 +469,12 @@ def rank_head_scores(
 
 
 # ---------------------------------------------------------------------------------------------- forward passes
+def check_max_layers(max_layers: int | None) -> None:
+    """``max_layers`` must be ``None`` or a positive integer (raises :class:`DetectionError`)."""
+    if max_layers is not None and (isinstance(max_layers, bool) or not isinstance(max_layers, int) or max_layers < 1):
+        raise DetectionError(f"max_layers must be a positive integer or None, got {max_layers!r}")
+
+
 def _as_scorer(scorer_or_model: Any, device: str) -> QRScorer:
     from .scorer import QRScorer
 
@@ -478,8 +494,12 @@ def collect_head_scores(
     *,
     show_progress: bool = False,
     device: str = "auto",
+    max_layers: int | None = None,
 ) -> list[HeadScores]:
     """Every head's chunk scores on each example: one all-heads forward pass per example.
+
+    With ``max_layers``, only the heads of the first ``max_layers`` layers are scored and each pass stops
+    there.
 
     Example:
         >>> results = collect_head_scores(None, [("Who wrote Hamlet?", ["Paris.", "Shakespeare wrote Hamlet."], [1])])
@@ -493,7 +513,12 @@ def collect_head_scores(
         from tqdm.auto import tqdm
 
         iterator = tqdm(items, desc="detecting heads", unit="example")
-    return [scorer.head_scores(e.query, list(e.chunks), heads="all") for e in iterator]
+    check_max_layers(max_layers)
+    heads: Any = "all"
+    lm = scorer.loaded
+    if max_layers is not None and max_layers < lm.num_layers:
+        heads = [(layer, h) for layer in range(max_layers) for h in range(lm.num_heads)]
+    return [scorer.head_scores(e.query, list(e.chunks), heads=heads) for e in iterator]
 
 
 def score_heads(
@@ -503,6 +528,7 @@ def score_heads(
     *,
     show_progress: bool = False,
     device: str = "auto",
+    max_layers: int | None = None,
 ) -> HeadRanking:
     """Run the forward passes and rank every head of the model (the full result behind :func:`detect_heads`).
 
@@ -514,7 +540,7 @@ def score_heads(
     key = check_metric(metric)
     items = _examples(examples)
     scorer = _as_scorer(scorer_or_model, device)
-    results = collect_head_scores(scorer, items, show_progress=show_progress)
+    results = collect_head_scores(scorer, items, show_progress=show_progress, max_layers=max_layers)
     lm = scorer.loaded
     return rank_head_scores(results, items, key, num_layers=lm.num_layers, num_heads=lm.num_heads, model=lm.name)
 
@@ -528,6 +554,7 @@ def detect_heads(
     name: str | None = None,
     show_progress: bool = False,
     device: str = "auto",
+    max_layers: int | None = None,
 ) -> HeadSet:
     """Detect a model's query-focused retrieval heads from labelled examples.
 
@@ -545,6 +572,9 @@ def detect_heads(
         name: the head set's name.
         show_progress: show a progress bar over the examples.
         device: device when a model (not a scorer) is given.
+        max_layers: a depth budget: consider only heads in the first ``max_layers`` layers. Detection
+            passes stop there, and so does every scoring pass with the result; see docs/heads.md for
+            what each budget cost and gained on the embedded model.
 
     Returns:
         The detected :class:`HeadSet`, best head first.
@@ -561,8 +591,9 @@ def detect_heads(
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise DetectionError(f"top_k must be a positive integer, got {top_k!r}")
-    ranking = score_heads(scorer_or_model, examples, metric, show_progress=show_progress, device=device)
-    return ranking.head_set(top_k, name=name)
+    ranking = score_heads(scorer_or_model, examples, metric, show_progress=show_progress, device=device,
+                          max_layers=max_layers)
+    return ranking.head_set(top_k, name=name, max_layers=max_layers)
 
 
 # ---------------------------------------------------------------------------------------------- plot

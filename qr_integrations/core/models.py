@@ -417,7 +417,36 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(before)
 
 
-def _load(name: str, source: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+#: Values of ``quantize`` (:class:`~qr_integrations.core.config.ScorerConfig`): ``None`` (off) or ``"int8"``.
+QUANTIZE_MODES = (None, "int8")
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Swap the model's ``nn.Linear`` layers for dynamically quantised int8 ones, in place (CPU only).
+
+    Weights are stored as int8 (one scale per weight matrix); activations are quantised on the fly, per
+    call. Attention itself, and so the attention QRHead reads, is still computed in float32. Uses
+    ``torch.ao.quantization.quantize_dynamic`` (deprecated upstream in favour of torchao, still shipped;
+    its deprecation warnings are silenced here).
+
+    Example:
+        >>> m = quantize_int8(torch.nn.Sequential(torch.nn.Linear(4, 4)))
+        >>> type(m[0]).__name__
+        'Linear'
+        >>> m[0].__module__.endswith("dynamic.modules.linear")
+        True
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def _load(name: str, source: str, device: torch.device, dtype: torch.dtype, quantize: str | None = None) -> LoadedModel:
     from transformers import AutoModel, AutoTokenizer
 
     impl = register_attention()
@@ -433,6 +462,8 @@ def _load(name: str, source: str, device: torch.device, dtype: torch.dtype) -> L
         ) from exc
     model.to(device)
     model.eval()
+    if quantize == "int8":
+        quantize_int8(model)
     text_cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     num_layers = int(text_cfg.num_hidden_layers)
     num_heads = int(text_cfg.num_attention_heads)
@@ -465,10 +496,13 @@ def load_model(
     dtype: str | torch.dtype | None = "auto",
     cache_dir: str | os.PathLike[str] | None = None,
     show_progress: bool = False,
+    quantize: str | None = None,
 ) -> LoadedModel:
     """Load (or fetch from the shared registry) a model for scoring.
 
-    Two calls with the same model, device and dtype return the same :class:`LoadedModel` object.
+    Two calls with the same model, device, dtype and ``quantize`` return the same :class:`LoadedModel` object.
+    ``quantize="int8"`` loads a separate copy with dynamically quantised linear layers (CPU only, see
+    :func:`quantize_int8`); its registry key's dtype part reads e.g. ``"torch.float32+int8"``.
     transformers' progress bars (GGUF conversion, "Loading weights") show only with ``show_progress``.
 
     Example:
@@ -480,13 +514,20 @@ def load_model(
     dt = resolve_dtype(dtype, dev)
     with transformers_progress(show_progress):
         name, source = resolve_source(model, Path(cache_dir) if cache_dir is not None else None)
-    key = (source, str(dev), str(dt))
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize={quantize!r} is not supported; use None or 'int8'")
+    if quantize is not None and dev.type != "cpu":
+        raise DeviceError(
+            f"quantize={quantize!r} (dynamic int8 linear layers) runs on the CPU only, but the device is {dev}; "
+            "use device='cpu' or drop quantize (on an accelerator, use dtype='bfloat16' or 'float16' instead)"
+        )
+    key = (source, str(dev), str(dt) if quantize is None else f"{dt}+{quantize}")
     with _REGISTRY_LOCK:
         hit = _REGISTRY.get(key)
         if hit is not None:
             return hit
         with transformers_progress(show_progress):
-            loaded = _load(name, source, dev, dt)
+            loaded = _load(name, source, dev, dt, quantize)
         _REGISTRY[key] = loaded
         _LOAD_COUNTS[key] = _LOAD_COUNTS.get(key, 0) + 1
         return loaded

@@ -44,7 +44,7 @@ from .context import PreparedContext
 from .engine import ForwardEngine, HeadPlan, PrefixCache, PreparedPrefix, shared_length, torch_threads
 from .heads import HeadSet, HeadSpec, default_head_set_for
 from .layout import check_layout, layout_orders
-from .models import LoadedModel, load_model, locate_model, model_shape, resolve_device, resolve_dtype
+from .models import DeviceError, LoadedModel, load_model, locate_model, model_shape, resolve_device, resolve_dtype
 from .prompt import Chunk, EncodedPrompt, normalize_chunk
 from .results import RankedResults, TrimResult
 from .windows import (
@@ -104,6 +104,11 @@ def check_config(config: ScorerConfig, heads: HeadSet | None = None) -> tuple[in
     """
     device = resolve_device(config.device)
     resolve_dtype(config.dtype, device)
+    if config.quantize is not None and device.type != "cpu":
+        raise DeviceError(
+            f"quantize={config.quantize!r} (dynamic int8 linear layers) runs on the CPU only, but the device is "
+            f"{device}; use device='cpu' or drop quantize (on an accelerator, use dtype='bfloat16' instead)"
+        )
     shape = model_shape(config.model)
     if shape is not None:
         head_set = heads if heads is not None else config.head_set()
@@ -196,7 +201,8 @@ class QRScorer:
         """The shared loaded model (loads it on first access)."""
         if self._loaded is None:
             cfg = self.config
-            self._loaded = load_model(cfg.model, cfg.device, cfg.dtype, cfg.cache_dir, show_progress=cfg.show_progress)
+            self._loaded = load_model(cfg.model, cfg.device, cfg.dtype, cfg.cache_dir, show_progress=cfg.show_progress,
+                                      quantize=cfg.quantize)
         return self._loaded
 
     @property

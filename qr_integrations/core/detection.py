@@ -310,7 +310,7 @@ class HeadRanking:
         pass stops after the deepest selected layer, so a shallower set scores faster).
 
         Example:
-            >>> r = rank_heads([np.array([[0.1, 0.9], [0.9, 0.1]])], [[0, 1]], heads=[(0, 0), (1, 1)])
+            >>> r = rank_heads([np.array([[0.9, 0.1], [0.1, 0.9]])], [[0, 1]], heads=[(0, 0), (1, 1)])
             >>> r.head_set(1).to_string(), r.head_set(1, max_layers=1).to_string()
             ('1-1', '0-0')
         """

@@ -11,6 +11,11 @@ Two workloads, each run both ways in one process on one torch thread, alternatin
 Both ways must give the same scores (checked, to 1e-5 of the largest score). Reported: seconds per pair
 and the loop / batch throughput ratio.
 
+``padded`` answers whether padding pairs into one batched forward pass would pay on the CPU: the bare
+decoder (no capture) over ``--pad-pairs`` random prompts of ``--pad-tokens`` tokens, as one padded batch
+against one pass each. On a GPU batching fills the device; on a CPU one long prompt already keeps the
+cores busy, so the loop is expected to be as fast.
+
 Run:  .venv/bin/python -m benchmarks.batch --threads 1
 """
 
@@ -44,12 +49,37 @@ def run_both(scorer: Any, queries: list[str], lists: list[list[str]], loop_first
     return {"pairs": len(queries), "loop_s": out["loop_s"], "batch_s": out["batch_s"], "max_rel_diff": diff}
 
 
+def padded_check(scorer: Any, pairs: int, tokens: int) -> dict[str, Any]:
+    """The bare decoder over ``pairs`` prompts of ``tokens`` tokens: one padded batch against one pass each."""
+    import torch
+
+    lm = scorer.loaded
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(100, 20000, (pairs, tokens), generator=gen)
+    mask = torch.ones_like(ids)
+    mask[1:, : tokens // 4] = 0  # the others a quarter shorter, left-padded, as a bucket would hold them
+    out = {}
+    with torch.inference_mode():
+        lm.model(input_ids=ids[:1, :64])  # warm up
+        t0 = time.perf_counter()
+        for i in range(pairs):
+            keep = mask[i].bool()
+            lm.model(input_ids=ids[i : i + 1, keep])
+        out["one_at_a_time_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lm.model(input_ids=ids, attention_mask=mask)
+        out["padded_batch_s"] = time.perf_counter() - t0
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = H.common_parser(__doc__.splitlines()[0])
     p.add_argument("--distinct", type=int, default=6, help="SciFact pairs with their own candidates")
     p.add_argument("--contexts", type=int, default=2, help="shared workload: distinct chunk lists")
     p.add_argument("--per-context", type=int, default=4, help="shared workload: questions per chunk list")
     p.add_argument("--shared-tokens", type=int, default=2000, help="shared workload: tokens per chunk list")
+    p.add_argument("--pad-pairs", type=int, default=4, help="padded check: prompts per batch")
+    p.add_argument("--pad-tokens", type=int, default=1024, help="padded check: tokens of the longest prompt")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
     from qr_integrations import QRScorer
@@ -73,6 +103,13 @@ def main(argv: list[str] | None = None) -> None:
                      r["max_rel_diff"]])
     table = H.markdown_table(["workload", "pairs", "loop s per pair", "score_batch s per pair",
                               "throughput ratio (batch / loop)", "max diff / largest score"], rows)
+    pad = padded_check(scorer, args.pad_pairs, args.pad_tokens)
+    records["padded"] = pad
+    table += "\n\n" + H.markdown_table(
+        ["bare decoder, CPU", "prompts", "longest prompt tokens", "one at a time s", "one padded batch s",
+         "throughput ratio (batch / one at a time)"],
+        [["padded batch", args.pad_pairs, args.pad_tokens, pad["one_at_a_time_s"], pad["padded_batch_s"],
+          pad["one_at_a_time_s"] / pad["padded_batch_s"]]])
     H.write_results("batch", {"records": records, "threads": args.threads}, table)
     print(table)
 

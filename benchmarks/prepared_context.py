@@ -100,7 +100,7 @@ def peak_rss(fn: Callable[[], Any], every: float = 0.005) -> tuple[Any, int]:
     return out, max(peak, rss_bytes())
 
 
-def memory_child(mode: str, length: int, n_questions: int, threads: int) -> dict[str, Any]:
+def memory_child(mode: str, length: int, n_questions: int, threads: int, kv_dtype: str | None = None) -> dict[str, Any]:
     """One measurement in this (fresh) process: ``call`` (one plain score) or ``context`` (prepare + asks)."""
     from qr_integrations import QRScorer
 
@@ -109,12 +109,12 @@ def memory_child(mode: str, length: int, n_questions: int, threads: int) -> dict
     chunks = history(length, scorer.count_tokens)
     qs = questions(n_questions)
     base = rss_bytes()
-    out: dict[str, Any] = {"mode": mode, "tokens": length, "after_load": base}
+    out: dict[str, Any] = {"mode": mode, "tokens": length, "after_load": base, "kv_dtype": kv_dtype}
     if mode == "call":
         _, peak = peak_rss(lambda: scorer.score(qs[0], chunks))
     else:
         def run() -> int:
-            ctx = scorer.context(chunks)
+            ctx = scorer.context(chunks, kv_dtype=kv_dtype)
             for q in qs:
                 ctx.score(q)
             nbytes = ctx.nbytes
@@ -132,19 +132,21 @@ def memory(args: Any) -> None:
         for mode in ("call", "context"):
             cmd = [sys.executable, "-m", "benchmarks.prepared_context", "--memory-child", mode, "--lengths", str(length),
                    "--memory-questions", str(args.memory_questions), "--threads", str(args.threads)]
+            if args.kv_dtype and mode == "context":
+                cmd += ["--kv-dtype", args.kv_dtype]
             res = subprocess.run(cmd, check=True, capture_output=True, text=True)
             got[mode] = json.loads(res.stdout.strip().splitlines()[-1])
         call, ctx = got["call"], got["context"]
         grow_call, grow_ctx = call["peak"] - call["after_load"], ctx["peak"] - ctx["after_load"]
         records.append({"tokens": length, "call": call, "context": ctx})
         mib = 2**20
-        rows.append([length, call["after_load"] / mib, grow_call / mib, grow_ctx / mib, ctx["context_bytes"] / mib,
+        rows.append([length, args.kv_dtype or "model's (exact)", call["after_load"] / mib, grow_call / mib, grow_ctx / mib, ctx["context_bytes"] / mib,
                      grow_ctx / grow_call, call["peak"] / mib, ctx["peak"] / mib, ctx["peak"] / call["peak"]])
     table = H.markdown_table(
-        ["context tokens", "RSS after load MiB", "one call: peak growth MiB",
+        ["context tokens", "context KV dtype", "RSS after load MiB", "one call: peak growth MiB",
          f"prepared + {args.memory_questions} questions: peak growth MiB", "ctx.nbytes MiB", "growth ratio",
          "one call: process peak MiB", "prepared: process peak MiB", "process peak ratio"], rows)
-    H.write_results(args.name + "_memory", {"records": records, "threads": args.threads}, table)
+    H.write_results(args.name + "_memory" + (f"_{args.kv_dtype}" if args.kv_dtype else ""), {"records": records, "threads": args.threads}, table)
     print(table)
 
 
@@ -159,10 +161,13 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="measure peak memory (child processes) instead of time")
     parser.add_argument("--memory-questions", type=int, default=4)
     parser.add_argument("--memory-child", choices=["call", "context"], help=argparse.SUPPRESS)
+    parser.add_argument("--kv-dtype", choices=["float16", "bfloat16"], default=None,
+                        help="with --memory: store the prepared context's KV cache in this dtype")
     args = parser.parse_args()
     H.setup_torch(args.threads)
     if args.memory_child:
-        print(json.dumps(memory_child(args.memory_child, args.lengths[0], args.memory_questions, args.threads)))
+        print(json.dumps(memory_child(args.memory_child, args.lengths[0], args.memory_questions, args.threads,
+                                      args.kv_dtype)))
         return
     if args.memory:
         memory(args)

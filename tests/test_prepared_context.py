@@ -110,6 +110,24 @@ def test_context_over_several_windows_and_a_split_chunk(windowed: QRScorer) -> N
         assert close(ctx.score(QUESTIONS[0]), both.score(QUESTIONS[0], chunks))
 
 
+def test_a_half_precision_context_halves_memory_and_stays_close(windowed: QRScorer) -> None:
+    chunks = [*FILLER[:8], CHUNKS[1], LONG, *FILLER[8:14]]
+    with windowed.context(chunks) as full, windowed.context(chunks, kv_dtype="float16") as half:
+        assert half.num_windows == full.num_windows > 2
+        assert half.bytes_per_token * 2 == full.bytes_per_token
+        assert half.nbytes < 0.55 * full.nbytes
+        for q in QUESTIONS[:2]:
+            plain = windowed.score(q, chunks)
+            got = half.score(q)
+            top = max(abs(x) for x in plain)
+            diff = max(abs(a - b) for a, b in zip(got, plain, strict=True))
+            assert 0 < diff <= 2e-2 * top  # rounded storage: near the plain call (0.5% here), not equal to it
+            assert half.score(q) == got  # the stored cache is not degraded by use
+            assert max(range(len(got)), key=got.__getitem__) == max(range(len(plain)), key=plain.__getitem__)
+    with pytest.raises(ValueError, match="kv_dtype='int4'.*'float16'"):
+        windowed.context(chunks, kv_dtype="int4")
+
+
 def test_context_of_a_string_splits_it_as_trim_does(fast: QRScorer) -> None:
     text = "\n\n".join(CHUNKS + FILLER[:3])
     with fast.context(text) as ctx:

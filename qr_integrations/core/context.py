@@ -15,6 +15,8 @@ import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from .aggregate import HeadAttention, WindowAttention, ranked, trimmed
 from .engine import ContextClosedError, HeadPlan, PreparedPrefix, shared_length
 from .layout import layout_orders
@@ -27,6 +29,25 @@ if TYPE_CHECKING:
 
 class QueryTooLongError(ValueError):
     """A question needs more tokens than the prepared context's windows kept room for."""
+
+
+KV_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_kv_dtype(kv_dtype: str | None, model_dtype: torch.dtype) -> torch.dtype | None:
+    """The storage dtype of a context's KV cache; ``None`` when it stays in the model's dtype (exact).
+
+    Example:
+        >>> resolve_kv_dtype("float16", torch.float32), resolve_kv_dtype(None, torch.float32)
+        (torch.float16, None)
+    """
+    if kv_dtype is None:
+        return None
+    if kv_dtype not in KV_DTYPES:
+        raise ValueError(f"kv_dtype={kv_dtype!r} is not supported; use None (the model's dtype, exact), "
+                         f"'float16' or 'bfloat16'")
+    dt = KV_DTYPES[kv_dtype]
+    return None if dt == model_dtype else dt
 
 
 class PreparedContext:
@@ -60,7 +81,9 @@ class PreparedContext:
         layout: str,
         query_tokens: int,
         show_progress: bool | None = None,
+        kv_dtype: str | None = None,
     ) -> None:
+        self._kv_dtype = resolve_kv_dtype(kv_dtype, scorer.loaded.dtype)
         self.scorer = scorer
         self.chunks = list(chunks)
         self.plan = plan
@@ -89,6 +112,8 @@ class PreparedContext:
                     return None
                 prefix = engine.prepare(enc.prefix_ids, plan, shared_ids=self._shared,
                                         null_ids=enc.null_ids if calibrate else None)
+                if self._kv_dtype is not None:
+                    prefix.store_as(self._kv_dtype)
                 return tuple(enc.chunk_spans), prefix
 
             progress = scorer._progress(sum(window_cost(w) for w in windows), len(windows), show_progress)
@@ -116,7 +141,10 @@ class PreparedContext:
     @property
     def bytes_per_token(self) -> int:
         """KV-cache bytes per prompt token: keys and values of the layers up to the deepest read head."""
-        return self.scorer.engine.bytes_per_token(self.plan)
+        full = self.scorer.engine.bytes_per_token(self.plan)
+        if self._kv_dtype is None:
+            return full
+        return full * self._kv_dtype.itemsize // self.scorer.loaded.dtype.itemsize
 
     @property
     def nbytes(self) -> int:

@@ -127,6 +127,7 @@ class PreparedPrefix:
         self.common = common
         self.null: torch.Tensor | None = None
         self._cache = cache
+        self.stored_dtype: torch.dtype | None = None  # None: kept in the model's dtype
 
     @property
     def cache(self) -> Any:
@@ -158,6 +159,23 @@ class PreparedPrefix:
     def release(self) -> None:
         """Drop the KV cache (the vectors stay); later :meth:`ForwardEngine.attend` calls raise."""
         self._cache = None
+
+    def _cast(self, dtype: torch.dtype) -> None:
+        for layer in getattr(self.cache, "layers", []):
+            for name in ("keys", "values"):
+                t = getattr(layer, name, None)
+                if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != dtype:
+                    setattr(layer, name, t.to(dtype))
+
+    def store_as(self, dtype: torch.dtype) -> None:
+        """Keep the KV cache in ``dtype`` between passes (e.g. float16: half of float32's memory).
+
+        Each pass over the prefix works on a copy cast back to the model's dtype, so only one window at a
+        time is held at full precision; the rounding to ``dtype`` makes scores differ slightly from a
+        plain call's.
+        """
+        self._cast(dtype)
+        self.stored_dtype = dtype
 
 
 class ForwardEngine:
@@ -231,30 +249,41 @@ class ForwardEngine:
         with the prefix's shared tokens is run whole (slower, same values).
         """
         lm = self.loaded
+        with lm.lock, torch_threads(self.num_threads), torch.inference_mode():
+            stored = prefix.stored_dtype
+            if stored is None:
+                return self._attend(prefix, span_ids)
+            prefix._cast(lm.dtype)  # a working copy at full precision (the fp16 -> fp32 -> fp16 trip is exact)
+            try:
+                return self._attend(prefix, span_ids)
+            finally:
+                prefix._cast(stored)
+
+    def _attend(self, prefix: PreparedPrefix, span_ids: Sequence[int]) -> torch.Tensor:
+        """:meth:`attend` under the model's lock, with the cache at the model's dtype."""
         plan = prefix.plan
         prefix_len = len(prefix.prefix_ids)
         shared = len(prefix.shared_ids)
-        with lm.lock, torch_threads(self.num_threads), torch.inference_mode():
-            cache = prefix.cache
-            if tuple(span_ids[:shared]) == prefix.shared_ids and len(span_ids) > shared:
-                tail = list(span_ids[shared:])
-                state = CaptureState(heads_by_layer=plan.by_layer, context_len=prefix_len,
-                                     stop_after_layer=plan.deepest, total_len=prefix_len + len(span_ids))
-                self._run(tail, cache, state)
-                cache.crop(-len(tail))
-                return (prefix.common + self._rows(state, plan)) / len(span_ids)
-            # the span differs inside the shared part: run it whole over the bare prefix, then restore
-            if shared:
-                cache.crop(-shared)
+        cache = prefix.cache
+        if tuple(span_ids[:shared]) == prefix.shared_ids and len(span_ids) > shared:
+            tail = list(span_ids[shared:])
             state = CaptureState(heads_by_layer=plan.by_layer, context_len=prefix_len,
                                  stop_after_layer=plan.deepest, total_len=prefix_len + len(span_ids))
-            self._run(span_ids, cache, state)
-            cache.crop(-len(span_ids))
-            if shared:
-                restore = CaptureState(heads_by_layer=plan.by_layer, context_len=prefix_len,
-                                       stop_after_layer=plan.deepest, capture=False, total_len=prefix_len + shared)
-                self._run(prefix.shared_ids, cache, restore)
-            return self._rows(state, plan) / len(span_ids)
+            self._run(tail, cache, state)
+            cache.crop(-len(tail))
+            return (prefix.common + self._rows(state, plan)) / len(span_ids)
+        # the span differs inside the shared part: run it whole over the bare prefix, then restore
+        if shared:
+            cache.crop(-shared)
+        state = CaptureState(heads_by_layer=plan.by_layer, context_len=prefix_len,
+                             stop_after_layer=plan.deepest, total_len=prefix_len + len(span_ids))
+        self._run(span_ids, cache, state)
+        cache.crop(-len(span_ids))
+        if shared:
+            restore = CaptureState(heads_by_layer=plan.by_layer, context_len=prefix_len,
+                                   stop_after_layer=plan.deepest, capture=False, total_len=prefix_len + shared)
+            self._run(prefix.shared_ids, cache, restore)
+        return self._rows(state, plan) / len(span_ids)
 
     def calibrated(self, prefix: PreparedPrefix, span_ids: Sequence[int]) -> torch.Tensor:
         """The query span's attention minus the null query's (plain attention when not calibrated)."""

@@ -491,6 +491,7 @@ class QRScorer:
         layout: str | None = None,
         query_tokens: int | None = None,
         show_progress: bool | None = None,
+        kv_dtype: str | None = None,
     ) -> PreparedContext:
         """Prepare ``text_or_chunks`` once and ask it any number of questions, each at the cost of its own tokens.
 
@@ -507,6 +508,10 @@ class QRScorer:
             query_tokens: question tokens each window keeps room for (default :attr:`query_reserve`, which
                 plain calls use too; a longer question is refused with a clear error).
             show_progress: a progress bar while preparing (default: the config's ``show_progress``).
+            kv_dtype: ``None`` (the model's dtype: scores equal the plain calls), or ``"float16"`` /
+                ``"bfloat16"`` to store the KV cache at half of float32's size. Each question then works on
+                one window at a time cast back to full precision, and its scores differ slightly from a
+                plain call's (measured in docs/benchmarks.md).
 
         Memory: the KV cache of the layers up to the deepest selected head, ``ctx.bytes_per_token`` bytes per
         prompt token (``ctx.nbytes`` in all); free it with ``ctx.close()`` or a ``with`` block.
@@ -522,7 +527,8 @@ class QRScorer:
         chunks = self._trim_chunks(text_or_chunks)
         norm = self._normalize(chunks)
         return PreparedContext(self, norm, self.head_plan(heads), self._layout(layout),
-                               self.query_reserve if query_tokens is None else query_tokens, show_progress)
+                               self.query_reserve if query_tokens is None else query_tokens, show_progress,
+                               kv_dtype=kv_dtype)
 
     def score_batch(
         self,

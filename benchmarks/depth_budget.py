@@ -48,6 +48,24 @@ PRECISIONS = ("float32", "int8")
 CACHE = H.CACHE_DIR / "depth_budget"
 
 
+SHIP = (9, 18)  # the budgets shipped as named (non-default) sets; see docs/benchmarks.md for why these
+
+
+def ship(sets: dict[int, Any]) -> None:
+    """Write the chosen budgets' sets into the package as ``smollm2-135m-instruct-mix-l<b>`` (not default)."""
+    for b in SHIP:
+        hs = sets[b]
+        name = f"smollm2-135m-instruct-mix-l{b}"
+        body = {**hs.to_dict(), "name": name, "default": False,
+                "source": f"benchmarks/depth_budget.py: top 16 by ndcg@10 within layers 0-{b - 1}, the shipped "
+                          f"detection's {D.SIZES['smollm2'][0] + D.SIZES['smollm2'][1]} examples (SciFact train + "
+                          "HotpotQA 0-49)"}
+        body = {k: v for k, v in body.items() if k not in ("heads", "scores")} | {"heads": body["heads"],
+                                                                                  "scores": body["scores"]}
+        text = "# Depth-budget set (benchmarks/depth_budget.py); see docs/heads.md\n" + D.head_set_yaml(body)
+        (D.HEADSETS / f"{name}.yaml").write_text(text, encoding="utf-8")
+
+
 def budget_sets() -> dict[int, Any]:
     """Top-16 head set per depth budget, from the shipped detection's cached passes (mix, nDCG@10)."""
     d_sci, d_hot, _, _ = D.SIZES["smollm2"]
@@ -130,6 +148,8 @@ def stage_report(args: Any) -> None:
 
     chosen, qrels = items(args)
     sets = budget_sets()
+    if args.ship:
+        ship(sets)
     shipped_heads = set(map(tuple, sets[max(BUDGETS)].heads))
     metrics = {"scifact": ["ndcg@10"], "hotpotqa": ["recall@2", "recall@5", "ndcg@10"]}
     runs: dict[tuple[str, str, str], dict[str, dict[str, float]]] = {}
@@ -142,10 +162,15 @@ def stage_report(args: Any) -> None:
             att = torch.load(path, weights_only=False)["attention"]
             for b, hs in sets.items():
                 runs.setdefault((ds, f"L{b}", precision), {})[it.qid] = H.ranking_to_run(it.ids, att.scores(hs))
+    agreement = int8_agreement(chosen, sets)
     timing_path = H.RESULTS_DIR / "depth_budget_time.json"
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else None
     rows, record, frontier = [], {}, {}
-    for (ds, label, precision), run in sorted(runs.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+    def order(kv: Any) -> tuple[str, int, int]:
+        (ds, label, precision), _ = kv
+        return ds, PRECISIONS.index(precision) if precision in PRECISIONS else -1, int(label[1:]) if label[1:].isdigit() else 0
+
+    for (ds, label, precision), run in sorted(runs.items(), key=order):
         mean, _ = H.evaluate(qrels, run, metrics[ds])
         ref = runs.get((ds, f"L{max(BUDGETS)}", "float32"), {})
         test = H.paired_tests(qrels, {"x": run, "ref": ref}, "x", metrics[ds][0])["ref"] if ref and run is not ref else None
@@ -165,12 +190,36 @@ def stage_report(args: Any) -> None:
                               "metric 2", "metric 3", "p vs shipped float32", "time vs shipped"], rows)
     legend = ("metric 1-3: SciFact nDCG@10; HotpotQA Recall@2, Recall@5, nDCG@10. `L<b>`: top 16 heads of the "
               "shipped detection within the first b layers (L24 is the shipped set).")
+    table += "\n\n" + H.markdown_table(
+        ["data", "heads", "queries", "Kendall tau int8 vs float32 (mean)", "same top 1", "top 5 overlap (mean)"],
+        [[ds, f"L{b}", a["n"], a["tau"], a["top1"], a["top5"]] for (ds, b), a in sorted(agreement.items())])
+    record["int8_agreement"] = {f"{ds}/L{b}": a for (ds, b), a in agreement.items()}
     img = None
     if frontier:
         img = frontier_plot(frontier, H.IMG_DIR / "depth_budget.png")
     H.write_results("depth_budget", {"records": record, "plot": str(img) if img else None}, table + "\n\n" + legend)
     print(table)
     print(legend)
+
+
+def int8_agreement(chosen: list[tuple[str, Any]], sets: dict[int, Any]) -> dict[tuple[str, int], dict[str, float]]:
+    """Per dataset and budget: how int8's chunk scores agree with float32's on the same queries."""
+    from scipy.stats import kendalltau
+
+    per: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    for ds, it in chosen:
+        paths = [vector_path(p, it) for p in PRECISIONS]
+        if not all(p.is_file() for p in paths):
+            continue
+        a, b = (torch.load(p, weights_only=False)["attention"] for p in paths)
+        for budget, hs in sets.items():
+            x, y = a.scores(hs), b.scores(hs)
+            ox = sorted(range(len(x)), key=lambda i, v=x: -v[i])
+            oy = sorted(range(len(y)), key=lambda i, v=y: -v[i])
+            tau = float(kendalltau(x, y).statistic)
+            per.setdefault((ds, budget), []).append((tau, float(ox[0] == oy[0]), len(set(ox[:5]) & set(oy[:5])) / 5))
+    return {k: {"n": len(v), "tau": statistics.fmean(t for t, _, _ in v), "top1": statistics.fmean(o for _, o, _ in v),
+                "top5": statistics.fmean(f for _, _, f in v)} for k, v in per.items()}
 
 
 def frontier_plot(frontier: dict[str, dict[str, tuple[float, float]]], path: Path) -> Path:
@@ -202,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--hotpot", type=int, default=50, help="HotpotQA questions from 50 on")
     p.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
                    help="vectors: which precisions to compute")
+    p.add_argument("--ship", action="store_true", help="report: also write the SHIP budgets' sets into the package")
     p.add_argument("--time-queries", type=int, default=5, help="SciFact queries timed per variant")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)

@@ -191,7 +191,7 @@ def stage_detect(key: str, n_scifact: int, n_hotpot: int, ship: bool = False) ->
             body = {**{k: v for k, v in body.items() if k != "heads" and k != "scores"}, "default": True,
                     "heads": body["heads"], "scores": body["scores"]}
         header = "# Detected by qr-integrations (benchmarks/detect_heads.py); see docs/heads.md\n"
-        text_yaml = header + _yaml(body)
+        text_yaml = header + head_set_yaml(body)
         (out_dir / f"{name}.yaml").write_text(text_yaml, encoding="utf-8")
         if ship and metric == "ndcg@10":  # shipped as package data
             (HEADSETS / f"{name}.yaml").write_text(text_yaml, encoding="utf-8")
@@ -216,7 +216,7 @@ def stage_detect(key: str, n_scifact: int, n_hotpot: int, ship: bool = False) ->
     return summary
 
 
-def _yaml(body: dict[str, Any]) -> str:
+def head_set_yaml(body: dict[str, Any]) -> str:
     import yaml
 
     heads = body.pop("heads")

@@ -193,6 +193,10 @@ def test_shipped_sets_load_by_name() -> None:
         hs.resolve(*shape)
         with pytest.raises(HeadSetError, match="was made for"):
             hs.resolve(32, 32)
+    for budget in (9, 18):  # the depth-budget sets keep to their layers, so their passes stop there
+        hs = HeadSet.named(f"smollm2-135m-instruct-mix-l{budget}")
+        assert hs.heads is not None and max(layer for layer, _ in hs.heads) < budget
+        assert QRScorer(device="cpu", heads=hs).head_plan().deepest < budget
 
 
 def test_embedded_model_defaults_to_detected_set() -> None:

@@ -19,6 +19,7 @@ import yaml
 
 from .heads import HeadSet, HeadSetError
 from .layout import LAYOUTS
+from .windows import CROSS_WINDOW_STRATEGIES
 
 
 class ConfigError(ValueError):
@@ -166,6 +167,7 @@ class ScorerConfig:
     layout: str = "input"
     num_threads: int | None = None
     prefix_cache_mb: float = 0
+    cross_window: str = "per_window"
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, what: str) -> None:
@@ -193,6 +195,8 @@ class ScorerConfig:
         need(isinstance(self.prefix_cache_mb, (int, float)) and not isinstance(self.prefix_cache_mb, bool)
              and 0 <= self.prefix_cache_mb < float("inf"), "prefix_cache_mb",
              "expected a number of MiB >= 0 (0 turns it off)")
+        need(isinstance(self.cross_window, str) and self.cross_window in CROSS_WINDOW_STRATEGIES, "cross_window",
+             f"expected one of {list(CROSS_WINDOW_STRATEGIES)} (how windows of a long input are compared)")
         if self.heads is not None and not isinstance(self.heads, HeadSet):
             try:
                 parsed = HeadSet.parse(self.heads)

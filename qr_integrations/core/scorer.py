@@ -35,9 +35,9 @@ from .aggregate import (
     WindowAttention,
     chunk_scores,
     ranked,
+    select_within_budget,
     tournament_merge,
     tournament_survivors,
-    select_within_budget,
     trimmed,
 )
 from .chunking import split_text

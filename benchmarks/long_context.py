@@ -22,8 +22,8 @@ Strategies (``ScorerConfig.cross_window``), computed with as few passes as possi
 * ``tournament``: the public ``tournament_survivors`` / ``tournament_merge`` over the first pass, the later
   round(s) through ``scorer.score`` on the survivors (what ``cross_window="tournament"`` does);
 * ``pieces``: a prepared context (or call) with ``cross_window="pieces"``;
-* ``per_token`` and ``sqrt_len``: ``per_window`` divided by the chunk's prompt tokens, or their square root
-  (length bias: a sum over a chunk's tokens against a mean);
+* ``per_token`` (a core strategy: each chunk's sum over its prompt tokens) and ``sqrt_len`` (over their
+  square root, a milder length prior): length bias, a sum over a chunk's tokens against a mean;
 * ``one_pass`` (``--one-pass``): the same input in one forward pass (Qwen's 32k window), the ceiling
   windowing is measured against.
 
@@ -151,7 +151,7 @@ def views(att: Any) -> dict[str, list[float]]:
         "window_share": replace(first, cross_window="window_share").scores(),
         "overlap": replace(att, cross_window="overlap").scores(),
         "overlap+z": replace(att, cross_window="window_z").scores(),
-        "per_token": [s / max(n, 1) for s, n in zip(per_window, tokens, strict=True)],
+        "per_token": replace(first, cross_window="per_token").scores(),
         "sqrt_len": [s / max(n, 1) ** 0.5 for s, n in zip(per_window, tokens, strict=True)],
     }
 

@@ -102,8 +102,9 @@ class HeadAttention:
             ``"both"``); ``cross_window="overlap"`` adds a shifted pass per order. Passes are averaged.
         cross_window: how scores of different windows are made comparable (see
             :data:`~qr_integrations.core.windows.CROSS_WINDOW_STRATEGIES`): ``"window_z"`` standardises
-            each window's chunk scores, ``"window_share"`` divides them by the window's positive mass; both
-            only when a pass has more than one window. The other strategies score like ``"per_window"``
+            each window's chunk scores, ``"window_share"`` divides them by the window's positive mass,
+            ``"per_token"`` divides each chunk's sum by its tokens; all only when a pass has more than one
+            window. The other strategies score like ``"per_window"``
             here (they change the windows, or re-score survivors in the scorer).
 
     Example:
@@ -151,7 +152,7 @@ class HeadAttention:
                 summed = w.vectors if rows is None else torch.stack([w.vectors[list(r)].sum(dim=0) for r in rows])
                 scores = chunk_scores(summed, w.spans, outlier_std)
                 if len(windows) > 1:
-                    scores = normalize_window(scores, w.owners, self.cross_window)
+                    scores = normalize_window(scores, w.owners, self.cross_window, w.spans)
                 if out is None:
                     out = torch.full((scores.shape[0], self.num_chunks), -math.inf, dtype=torch.float64)
                 for j, owner in enumerate(w.owners):
@@ -191,18 +192,23 @@ class HeadAttention:
                              tuple(tuple(w.compact() for w in ws) for ws in self.layouts), self.cross_window)
 
 
-def normalize_window(scores: torch.Tensor, owners: Sequence[int], strategy: str) -> torch.Tensor:
+def normalize_window(scores: torch.Tensor, owners: Sequence[int], strategy: str,
+                     spans: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
     """One window's ``(rows, spans)`` chunk scores made comparable with other windows' under ``strategy``.
 
     ``"window_z"``: minus the window's mean, over its standard deviation, both taken over the window's
     chunks (pieces of one chunk folded with ``max`` first, so a long chunk does not count several times);
-    ``"window_share"``: over the sum of the window's positive chunk scores (its calibrated mass). Any
-    other strategy returns ``scores`` unchanged.
+    ``"window_share"``: over the sum of the window's positive chunk scores (its calibrated mass);
+    ``"per_token"``: each span's score over its token count (``spans`` needed). Any other strategy returns
+    ``scores`` unchanged.
 
     Example:
         >>> normalize_window(torch.tensor([[1.0, 3.0]], dtype=torch.float64), [0, 1], "window_share").tolist()
         [[0.25, 0.75]]
     """
+    if strategy == "per_token" and spans is not None:
+        lengths = torch.tensor([max(e - s, 1) for s, e in spans], dtype=scores.dtype)
+        return scores / lengths
     if strategy not in ("window_z", "window_share") or scores.shape[1] == 0:
         return scores
     per_owner: dict[int, torch.Tensor] = {}

@@ -255,7 +255,7 @@ def schedule(
 
 #: How the scores of an input longer than one window are made comparable (``ScorerConfig.cross_window``).
 #: Every strategy scores an input that fits one window exactly as ``"per_window"`` does.
-CROSS_WINDOW_STRATEGIES = ("per_window", "window_z", "window_share", "overlap", "tournament", "pieces")
+CROSS_WINDOW_STRATEGIES = ("per_window", "window_z", "window_share", "per_token", "overlap", "tournament", "pieces")
 
 PIECE_TOKENS = 128  # text tokens per piece under the "pieces" strategy
 

@@ -40,10 +40,12 @@ against BM25 and dense.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from benchmarks import harness as H
@@ -167,8 +169,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--window", type=int, default=None, help="max_context_tokens (default: the model's window)")
     p.add_argument("--strategies", default=",".join(ALL_STRATEGIES), help="comma-separated subset of " + ",".join(ALL_STRATEGIES))
     p.add_argument("--one-pass", action="store_true", help="also score each input in one pass (window = model's)")
+    p.add_argument("--from-records", default=None,
+                   help="report from the per-question records a run wrote so far (benchmarks/.cache/<name>.jsonl)")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
+    name = args.out or (f"long_context_{args.task}{'_merge' + str(args.merge) if args.merge > 1 else ''}_"
+                        f"{H.model_tag(args.model)}")
+    if args.from_records:
+        saved = H.read_jsonl(Path(args.from_records))
+        meta = [r for r in saved if r.get("kind") == "pool"]
+        recs = [r for r in saved if r.get("kind") == "question"]
+        cost_saved: dict[str, list[int]] = {}
+        for r in recs:
+            for k, v in r["tokens"].items():
+                cost_saved.setdefault(k, []).append(v)
+        done = {r["pool"] for r in recs}
+        return report(args, recs, [m for m in meta if m["pool"] in done], cost_saved,
+                      args.strategies.split(","), meta[0]["heads_note"], H.model_tag(args.model), name)
+    log_path = H.CACHE_DIR / f"{name}.jsonl"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text("", encoding="utf-8")
 
     from qr_integrations import QRScorer
     from qr_integrations.core.aggregate import tournament_merge, tournament_survivors
@@ -270,16 +290,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for k, v in spent.items():
                 cost.setdefault(k, []).append(v)
             records.append(rec)
+            with log_path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"kind": "question", **rec}) + "\n")
             next(tick, None)
         for c in ctxs.values():
             c.close()
         pool_info.append(info)
+        with log_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"kind": "pool", "heads_note": heads_note, **info}) + "\n")
     bar.close()
-    return report(args, records, pool_info, cost, strategies, heads_note, model_tag)
+    return report(args, records, pool_info, cost, strategies, heads_note, model_tag, name)
 
 
 def report(args: Any, records: Sequence[dict[str, Any]], pool_info: Sequence[dict[str, Any]],
-           cost: dict[str, list[int]], strategies: Sequence[str], heads_note: str, model_tag: str) -> dict[str, Any]:
+           cost: dict[str, list[int]], strategies: Sequence[str], heads_note: str, model_tag: str,
+           name: str) -> dict[str, Any]:
     """Tables, paired tests, plot and result files."""
     qrels = {r["qid"]: dict.fromkeys(r["gold"], 1) for r in records}
     pool_ids = {r["pool"]: r for r in records}
@@ -324,7 +349,6 @@ def report(args: Any, records: Sequence[dict[str, Any]], pool_info: Sequence[dic
     table = (header + "\n\n" + H.markdown_table(["method", *metrics, "cost x one pass"], rows)
              + f"\n\nPaired randomization tests on {key} ({len(records)} questions): mean difference, p, wins/ties/losses\n\n"
              + H.markdown_table(["strategy", "vs BM25", "vs dense"], test_rows))
-    name = args.out or f"long_context_{args.task}{'_merge' + str(args.merge) if args.merge > 1 else ''}_{model_tag}"
     payload = {"task": args.task, "model": model_tag, "heads": heads_note, "pools": list(pool_info),
                "means": means, "paired_tests": tests, "cost_tokens": cost, "records": list(records),
                "strategies": list(strategies)}

@@ -112,3 +112,30 @@ def test_overlap_sees_every_chunk_twice() -> None:
         assert sorted(o for w in windows for o in w.owners) == list(range(len(chunks)))
     first = [tuple(w.owners) for w in att.layouts[0]]
     assert first != [tuple(w.owners) for w in att.layouts[1]]
+
+
+def test_pieces_cut_long_chunks_only_when_several_windows_are_needed() -> None:
+    long_chunk = " ".join(f"Sentence {i} of the report covers the budget." for i in range(40))
+    s = strategy_scorer("pieces", 256, FAST_HEADS)
+    several = s.head_attention("What does the report cover?", [long_chunk, *FILLER[:6]])
+    assert sum(o == 0 for w in several.layouts[0] for o in w.owners) > 2  # pieces of about 128 tokens
+    one = strategy_scorer("pieces", None, FAST_HEADS).head_attention("What does the report cover?", [long_chunk])
+    assert [w.owners for w in one.layouts[0]] == [(0,)]
+
+
+def test_tournament_runs_a_second_round_over_the_survivors() -> None:
+    from qr_integrations.core.engine import ForwardEngine
+
+    class Counting(ForwardEngine):
+        prefixes = 0
+
+        def prepare(self, prefix_ids, plan, **kwargs):  # type: ignore[no-untyped-def]
+            Counting.prefixes += 1
+            return super().prepare(prefix_ids, plan, **kwargs)
+
+    s = strategy_scorer("tournament", 256, FAST_HEADS)
+    s.engine = Counting(s.loaded)
+    chunks = [*FILLER[:14], NEEDLE]
+    windows = len(s.window_plan(chunks))
+    scores = s.score("What is the secret passphrase for the vault?", chunks)
+    assert windows > 1 and Counting.prefixes > windows and len(scores) == len(chunks)

@@ -327,7 +327,7 @@ def report(args: Any, records: Sequence[dict[str, Any]], pool_info: Sequence[dic
         mean, _ = H.evaluate(qrels, runs[m], metrics)
         means[m] = mean
         tok = cost.get(m)
-        ratio = (sum(tok) / len(tok)) / one if tok else float("nan")
+        ratio: Any = (sum(tok) / len(tok)) / one if tok else "-"
         rows.append([m, *[mean[x] for x in metrics], ratio])
     tests = {}
     for base in ("bm25", "dense"):

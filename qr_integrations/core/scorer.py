@@ -326,6 +326,7 @@ class QRScorer:
         limit = self.window_tokens
         room = self._room(query)
         layouts = []
+
         def run(window: Window) -> tuple[torch.Tensor, EncodedPrompt] | None:
             enc = builder.encode(query, [(u.title, u.text) for u in window], null_query=self.config.null_query)
             if len(enc.prefix_ids) + max(room, len(enc.query_ids)) > limit and len(window) > 1:

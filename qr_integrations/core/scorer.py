@@ -127,7 +127,7 @@ class QRScorer:
         config: a :class:`ScorerConfig` (or dict/path); explicit arguments override its fields.
         **options: any other :class:`ScorerConfig` field (``null_query``, ``calibrate``,
             ``max_context_tokens``, ``chunk_size``, ``outlier_std``, ``cache_dir``, ``show_progress``,
-            ``layout``, ``num_threads``, ``prefix_cache_mb``).
+            ``layout``, ``num_threads``, ``prefix_cache_mb``, ``cross_window``).
 
     The model is loaded lazily on first use and shared with every other scorer of the same model,
     device and dtype. What can be checked without loading it is checked here (see :func:`check_config`).

@@ -98,7 +98,14 @@ class HeadAttention:
         query: the query.
         heads: ``(layer, head)`` of each row of every window's ``vectors``.
         num_chunks: how many input chunks.
-        layouts: per prompt order of the layout (one, or two for ``"both"``), its windows.
+        layouts: per pass over the chunks, its windows. One pass per prompt order of the layout (two for
+            ``"both"``); ``cross_window="overlap"`` adds a shifted pass per order. Passes are averaged.
+        cross_window: how scores of different windows are made comparable (see
+            :data:`~qr_integrations.core.windows.CROSS_WINDOW_STRATEGIES`): ``"window_z"`` standardises
+            each window's chunk scores, ``"window_share"`` divides them by the window's positive mass,
+            ``"per_token"`` divides each chunk's sum by its tokens; all only when a pass has more than one
+            window. The other strategies score like ``"per_window"``
+            here (they change the windows, or re-score survivors in the scorer).
 
     Example:
         >>> from qr_integrations import QRScorer
@@ -113,6 +120,7 @@ class HeadAttention:
     heads: tuple[Head, ...]
     num_chunks: int
     layouts: tuple[tuple[WindowAttention, ...], ...]
+    cross_window: str = "per_window"
 
     def rows_for(self, heads: HeadSpec) -> list[int]:
         """Row indices of ``heads`` (a head set or spec; ``"all"``: every row). Raises ``KeyError`` naming
@@ -133,7 +141,9 @@ class HeadAttention:
         """``(len(rows), num_chunks)`` float64 chunk scores, in input order.
 
         Each row of ``rows`` sums those heads before outlier filtering; ``None`` scores every head on its
-        own. Pieces of a split chunk are folded with ``max``; the two layouts of ``"both"`` are averaged.
+        own. Pieces of a split chunk are folded with ``max``; passes (the two layouts of ``"both"``, the
+        shifted pass of ``"overlap"``) are averaged. A pass of several windows is normalised per window
+        under ``cross_window`` ``"window_z"`` or ``"window_share"`` (:func:`normalize_window`).
         """
         passes = []
         for windows in self.layouts:
@@ -141,6 +151,8 @@ class HeadAttention:
             for w in windows:
                 summed = w.vectors if rows is None else torch.stack([w.vectors[list(r)].sum(dim=0) for r in rows])
                 scores = chunk_scores(summed, w.spans, outlier_std)
+                if len(windows) > 1:
+                    scores = normalize_window(scores, w.owners, self.cross_window, w.spans)
                 if out is None:
                     out = torch.full((scores.shape[0], self.num_chunks), -math.inf, dtype=torch.float64)
                 for j, owner in enumerate(w.owners):
@@ -150,6 +162,14 @@ class HeadAttention:
         if len(passes) == 1:
             return passes[0]
         return torch.stack(passes).mean(dim=0)
+
+    def chunk_tokens(self) -> list[int]:
+        """Prompt tokens of each chunk's block(s) in the first pass (the length a score was summed over)."""
+        counts = [0] * self.num_chunks
+        for w in self.layouts[0] if self.layouts else ():
+            for owner, (s, e) in zip(w.owners, w.spans, strict=True):
+                counts[owner] += e - s
+        return counts
 
     def scores(self, heads: HeadSpec = "all", outlier_std: float | None = 2.0) -> list[float]:
         """One score per chunk from the sum of ``heads`` (every captured head by default)."""
@@ -169,7 +189,39 @@ class HeadAttention:
     def compact(self) -> HeadAttention:
         """The same result keeping only tokens inside chunk spans (see :meth:`WindowAttention.compact`)."""
         return HeadAttention(self.query, self.heads, self.num_chunks,
-                             tuple(tuple(w.compact() for w in ws) for ws in self.layouts))
+                             tuple(tuple(w.compact() for w in ws) for ws in self.layouts), self.cross_window)
+
+
+def normalize_window(scores: torch.Tensor, owners: Sequence[int], strategy: str,
+                     spans: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
+    """One window's ``(rows, spans)`` chunk scores made comparable with other windows' under ``strategy``.
+
+    ``"window_z"``: minus the window's mean, over its standard deviation, both taken over the window's
+    chunks (pieces of one chunk folded with ``max`` first, so a long chunk does not count several times);
+    ``"window_share"``: over the sum of the window's positive chunk scores (its calibrated mass);
+    ``"per_token"``: each span's score over its token count (``spans`` needed). Any other strategy returns
+    ``scores`` unchanged.
+
+    Example:
+        >>> normalize_window(torch.tensor([[1.0, 3.0]], dtype=torch.float64), [0, 1], "window_share").tolist()
+        [[0.25, 0.75]]
+    """
+    if strategy == "per_token" and spans is not None:
+        lengths = torch.tensor([max(e - s, 1) for s, e in spans], dtype=scores.dtype)
+        return scores / lengths
+    if strategy not in ("window_z", "window_share") or scores.shape[1] == 0:
+        return scores
+    per_owner: dict[int, torch.Tensor] = {}
+    for j, owner in enumerate(owners):
+        col = scores[:, j]
+        per_owner[owner] = col if owner not in per_owner else torch.maximum(per_owner[owner], col)
+    folded = torch.stack(list(per_owner.values()), dim=1)
+    if strategy == "window_z":
+        mean = folded.mean(dim=1, keepdim=True)
+        std = folded.std(dim=1, keepdim=True) if folded.shape[1] > 1 else torch.ones_like(mean)
+        return (scores - mean) / torch.where(std > 0, std, torch.ones_like(std))
+    mass = folded.clamp(min=0).sum(dim=1, keepdim=True)
+    return scores / torch.where(mass > 0, mass, torch.ones_like(mass))
 
 
 def select_within_budget(
@@ -226,3 +278,58 @@ def trimmed(query: str, texts: Sequence[str], scores: Sequence[float], counts: S
         all_scores=tuple(scores),
         input_chunks=tuple(texts),
     )
+
+
+def tournament_survivors(att: HeadAttention, scores: Sequence[float]) -> list[int] | None:
+    """The chunks that go on to the next round of ``cross_window="tournament"``, in input order; ``None``
+    when the first pass had one window (that window decided) or every chunk would survive.
+
+    Each window of the first pass keeps its best ``ceil(n_w / (2 * windows))`` chunks (at least 2), where
+    ``n_w`` is how many chunks it holds: the survivors fill about half a window, so the next round is
+    usually the last.
+
+    Example:
+        >>> w = [WindowAttention((i, i + 1), ((0, 1), (1, 2)), torch.zeros(1, 2)) for i in (0, 2, 4)]
+        >>> att = HeadAttention("q", ((0, 0),), 6, (tuple(w),), "tournament")
+        >>> tournament_survivors(att, [0.1, 0.9, 0.5, 0.4, 0.0, 0.3])
+        >>> w = [WindowAttention(tuple(range(i, i + 6)), tuple((j, j + 1) for j in range(6)), torch.zeros(1, 6))
+        ...      for i in (0, 6)]
+        >>> tournament_survivors(HeadAttention("q", ((0, 0),), 12, (tuple(w),)), [float(i % 6) for i in range(12)])
+        [4, 5, 10, 11]
+    """
+    windows = att.layouts[0] if att.layouts else ()
+    if len(windows) <= 1:
+        return None
+    kept: set[int] = set()
+    for w in windows:
+        owners = sorted(set(w.owners), key=lambda i: (-scores[i], i))
+        kept.update(owners[: max(2, math.ceil(len(owners) / (2 * len(windows))))])
+    if len(kept) >= att.num_chunks:
+        return None
+    return sorted(kept)
+
+
+def tournament_merge(scores: Sequence[float], survivors: Sequence[int], final: Sequence[float]) -> list[float]:
+    """Round scores merged into one list: survivors take their later-round ``final`` scores, and every
+    eliminated chunk keeps its order among the eliminated but is shifted below the last survivor.
+
+    Example:
+        >>> [round(x, 4) for x in tournament_merge([0.9, 0.2, 0.5], [0, 2], [0.1, 0.3])]
+        [0.1, 0.0997, 0.3]
+    """
+    out = [float(x) for x in scores]
+    if not survivors:
+        return out
+    for i, s in zip(survivors, final, strict=True):
+        out[i] = float(s)
+    kept = set(survivors)
+    eliminated = [i for i in range(len(out)) if i not in kept]
+    if eliminated:
+        floor = min(float(s) for s in final)
+        top = max(float(scores[i]) for i in eliminated)
+        gap = 1e-3 * (max(abs(float(s)) for s in final) or 1.0)
+        shift = top - floor + gap
+        if shift > 0:
+            for i in eliminated:
+                out[i] = float(scores[i]) - shift
+    return out

@@ -19,6 +19,7 @@ import yaml
 
 from .heads import HeadSet, HeadSetError
 from .layout import LAYOUTS
+from .windows import CROSS_WINDOW_STRATEGIES
 
 
 class ConfigError(ValueError):
@@ -170,6 +171,7 @@ class ScorerConfig:
     num_threads: int | None = None
     prefix_cache_mb: float = 0
     quantize: str | None = None
+    cross_window: str = "per_window"
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, what: str) -> None:
@@ -198,6 +200,8 @@ class ScorerConfig:
              and 0 <= self.prefix_cache_mb < float("inf"), "prefix_cache_mb",
              "expected a number of MiB >= 0 (0 turns it off)")
         need(self.quantize in (None, "int8"), "quantize", "expected null (off) or 'int8' (CPU only)")
+        need(isinstance(self.cross_window, str) and self.cross_window in CROSS_WINDOW_STRATEGIES, "cross_window",
+             f"expected one of {list(CROSS_WINDOW_STRATEGIES)} (how windows of a long input are compared)")
         if self.heads is not None and not isinstance(self.heads, HeadSet):
             try:
                 parsed = HeadSet.parse(self.heads)

@@ -103,19 +103,24 @@ class PreparedContext:
         self._windows: list[list[tuple[tuple[int, ...], tuple[tuple[int, int], ...], PreparedPrefix]]] = []
         engine = scorer.engine
         calibrate = scorer.config.calibrate
-        for order in layout_orders(len(self.chunks), layout):
-            windows = scorer._plan_windows([self.chunks[i] for i in order], self._room) if self.chunks else []
+        self.cross_window = scorer.config.cross_window
 
-            def run(window: Window) -> tuple[tuple[tuple[int, int], ...], PreparedPrefix] | None:
-                enc = builder.encode(null_query, [(u.title, u.text) for u in window], null_query=null_query)
-                if len(enc.prefix_ids) + self._room > limit and len(window) > 1:
-                    return None
-                prefix = engine.prepare(enc.prefix_ids, plan, shared_ids=self._shared,
-                                        null_ids=enc.null_ids if calibrate else None)
-                if self._kv_dtype is not None:
-                    prefix.store_as(self._kv_dtype)
-                return tuple(enc.chunk_spans), prefix
+        def run(window: Window) -> tuple[tuple[tuple[int, int], ...], PreparedPrefix] | None:
+            enc = builder.encode(null_query, [(u.title, u.text) for u in window], null_query=null_query)
+            if len(enc.prefix_ids) + self._room > limit and len(window) > 1:
+                return None
+            prefix = engine.prepare(enc.prefix_ids, plan, shared_ids=self._shared,
+                                    null_ids=enc.null_ids if calibrate else None)
+            if self._kv_dtype is not None:
+                prefix.store_as(self._kv_dtype)
+            return tuple(enc.chunk_spans), prefix
 
+        coverings = [
+            (order, windows)
+            for order in layout_orders(len(self.chunks), layout)
+            for windows in (scorer._plan_coverings([self.chunks[i] for i in order], self._room) if self.chunks else [[]])
+        ]
+        for order, windows in coverings:
             progress = scorer._progress(sum(window_cost(w) for w in windows), len(windows), show_progress)
             try:
                 prepared = [
@@ -196,7 +201,7 @@ class PreparedContext:
                 tuple(WindowAttention(owners, spans, engine.calibrated(prefix, span)) for owners, spans, prefix in ws)
                 for ws in self._windows
             )
-        return HeadAttention(query, self.heads, len(self.chunks), layouts)
+        return HeadAttention(query, self.heads, len(self.chunks), layouts, self.cross_window)
 
     def score(self, query: str) -> list[float]:
         """One score per chunk, as ``scorer.score(query, chunks)`` gives them.
@@ -211,7 +216,8 @@ class PreparedContext:
         if not self.chunks:
             self.head_attention(query)  # the same checks as a non-empty context
             return []
-        return self.head_attention(query).scores("all", self.scorer.config.outlier_std)
+        # under cross_window="tournament", rounds after the first run as plain passes (they depend on the query)
+        return self.scorer._final_scores(self.head_attention(query), self.chunks, self.layout, self.plan)
 
     def rank(self, query: str, top_n: int | None = None) -> RankedResults:
         """The chunks best first for ``query``, as ``scorer.rank(query, chunks, top_n)``."""

@@ -36,6 +36,8 @@ from .aggregate import (
     chunk_scores,
     ranked,
     select_within_budget,
+    tournament_merge,
+    tournament_survivors,
     trimmed,
 )
 from .chunking import split_text
@@ -53,6 +55,7 @@ from .windows import (
     Window,
     capacity,
     pack,
+    plan_coverings,
     plan_units,
     query_room,
     reserve_tokens,
@@ -129,7 +132,7 @@ class QRScorer:
         config: a :class:`ScorerConfig` (or dict/path); explicit arguments override its fields.
         **options: any other :class:`ScorerConfig` field (``null_query``, ``calibrate``,
             ``max_context_tokens``, ``chunk_size``, ``outlier_std``, ``cache_dir``, ``show_progress``,
-            ``layout``, ``num_threads``, ``prefix_cache_mb``).
+            ``layout``, ``num_threads``, ``prefix_cache_mb``, ``cross_window``).
 
     The model is loaded lazily on first use and shared with every other scorer of the same model,
     device and dtype. What can be checked without loading it is checked here (see :func:`check_config`).
@@ -271,6 +274,12 @@ class QRScorer:
         cap = capacity(builder, self.window_tokens, room)
         return pack(plan_units(builder, chunks, cap), cap)
 
+    def _plan_coverings(self, chunks: Sequence[tuple[str | None, str]], room: int) -> list[list[Window]]:
+        """Every pass's windows under ``cross_window`` (see :func:`~.windows.plan_coverings`)."""
+        builder = self.loaded.builder
+        cap = capacity(builder, self.window_tokens, room)
+        return plan_coverings(builder, chunks, cap, self.config.cross_window)
+
     def window_plan(self, chunks: Sequence[Chunk], query: str | None = None) -> list[list[Unit]]:
         """How ``chunks`` (in the order given) are packed into forward passes for ``query``.
 
@@ -323,27 +332,40 @@ class QRScorer:
         limit = self.window_tokens
         room = self._room(query)
         layouts = []
+
+        def run(window: Window) -> tuple[torch.Tensor, EncodedPrompt] | None:
+            enc = builder.encode(query, [(u.title, u.text) for u in window], null_query=self.config.null_query)
+            if len(enc.prefix_ids) + max(room, len(enc.query_ids)) > limit and len(window) > 1:
+                return None  # boundary tokenization overshot the window: halve it
+            prefix = self._prefix(enc, self._shared_ids(enc.query_ids, enc.null_ids), plan)
+            return self.engine.calibrated(prefix, enc.query_ids), enc
+
         for order in layout_orders(len(norm), layout):
-            windows = self._plan_windows([norm[i] for i in order], room)
+            for windows in self._plan_coverings([norm[i] for i in order], room):
+                progress = self._progress(sum(window_cost(w) for w in windows), len(windows), show_progress)
+                try:
+                    scored = [
+                        WindowAttention(tuple(order[u.owner] for u in window), tuple(enc.chunk_spans), vectors)
+                        for window, (vectors, enc) in schedule(builder, windows, run, limit, progress)
+                    ]
+                finally:
+                    if progress is not None:
+                        progress.close()
+                layouts.append(tuple(scored))
+        return HeadAttention(query, plan.heads, len(norm), tuple(layouts), self.config.cross_window)
 
-            def run(window: Window) -> tuple[torch.Tensor, EncodedPrompt] | None:
-                enc = builder.encode(query, [(u.title, u.text) for u in window], null_query=self.config.null_query)
-                if len(enc.prefix_ids) + max(room, len(enc.query_ids)) > limit and len(window) > 1:
-                    return None  # boundary tokenization overshot the window: halve it
-                prefix = self._prefix(enc, self._shared_ids(enc.query_ids, enc.null_ids), plan)
-                return self.engine.calibrated(prefix, enc.query_ids), enc
-
-            progress = self._progress(sum(window_cost(w) for w in windows), len(windows), show_progress)
-            try:
-                scored = [
-                    WindowAttention(tuple(order[u.owner] for u in window), tuple(enc.chunk_spans), vectors)
-                    for window, (vectors, enc) in schedule(builder, windows, run, limit, progress)
-                ]
-            finally:
-                if progress is not None:
-                    progress.close()
-            layouts.append(tuple(scored))
-        return HeadAttention(query, plan.heads, len(norm), tuple(layouts))
+    def _final_scores(self, att: HeadAttention, norm: Sequence[tuple[str | None, str]], layout: str,
+                      plan: HeadPlan) -> list[float]:
+        """The scores of ``att`` under this scorer's heads, and under ``"tournament"`` its later rounds."""
+        scores = att.scores("all", self.config.outlier_std)
+        if self.config.cross_window != "tournament":
+            return scores
+        survivors = tournament_survivors(att, scores)
+        if survivors is None:
+            return scores
+        sub = [norm[i] for i in survivors]
+        later = self._attention(att.query, sub, plan, layout)
+        return tournament_merge(scores, survivors, self._final_scores(later, sub, layout, plan))
 
     # ------------------------------------------------------------------ public API
     def head_attention(
@@ -393,7 +415,8 @@ class QRScorer:
         norm = self._normalize(chunks)
         if not norm:
             return []
-        return self._attention(query, norm, self.head_plan(), layout).scores("all", self.config.outlier_std)
+        plan = self.head_plan()
+        return self._final_scores(self._attention(query, norm, plan, layout), norm, layout, plan)
 
     def score_head_sets(
         self, query: str, chunks: Sequence[Chunk], head_sets: Sequence[HeadSpec], *, layout: str | None = None
@@ -590,8 +613,9 @@ class QRScorer:
                 for i in members:
                     if norm and len(fits) > 1 and i in fits:
                         continue
-                    out[i] = self._attention(queries[i], norm, self.head_plan(), layout, False).scores(
-                        "all", self.config.outlier_std) if norm else []
+                    plan = self.head_plan()
+                    out[i] = self._final_scores(self._attention(queries[i], norm, plan, layout, False), norm, layout,
+                                                plan) if norm else []
                     if progress is not None:
                         progress.update(1)
         finally:

@@ -249,3 +249,81 @@ def schedule(
                 progress.update(size)
             continue
         queue[:0] = parts
+
+
+# ---------------------------------------------------------------------------------------------- across windows
+
+#: How the scores of an input longer than one window are made comparable (``ScorerConfig.cross_window``).
+#: Every strategy scores an input that fits one window exactly as ``"per_window"`` does.
+CROSS_WINDOW_STRATEGIES = ("per_window", "window_z", "window_share", "per_token", "overlap", "tournament", "pieces")
+
+PIECE_TOKENS = 128  # text tokens per piece under the "pieces" strategy
+
+
+def shifted_covering(units: Sequence[Unit], cap: int) -> list[Window]:
+    """A second covering of ``units`` whose windows straddle those of ``pack(units, cap)``.
+
+    The units are rotated by half the first window (the tail of one window joins the head of the next,
+    and the last wraps round to the first), then packed again: every unit is seen once more, next to
+    different neighbours.
+
+    Example:
+        >>> units = [Unit(i, None, "", 40) for i in range(6)]
+        >>> [[u.owner for u in w] for w in pack(units, 100)]
+        [[0, 1], [2, 3], [4, 5]]
+        >>> [[u.owner for u in w] for w in shifted_covering(units, 100)]
+        [[1, 2], [3, 4], [5, 0]]
+    """
+    first = pack(units, cap)[0] if units else []
+    half = max(1, len(first) // 2)
+    rotated = list(units[half:]) + list(units[:half])
+    return pack(rotated, cap)
+
+
+def split_pieces(builder: PromptBuilder, units: Sequence[Unit], piece_tokens: int = PIECE_TOKENS) -> list[Unit]:
+    """Units longer than ``piece_tokens`` text tokens cut into pieces of about that many (each a unit of
+    the same owner, titled like the chunk): more, shorter candidates per window."""
+    out: list[Unit] = []
+    for u in units:
+        text_tokens = builder.plain_token_count(u.text)
+        if text_tokens <= piece_tokens:
+            out.append(u)
+            continue
+        title_cost = max(0, u.cost - text_tokens)
+        n = -(-text_tokens // piece_tokens)
+        out.extend(cut_unit(builder, u, title_cost, -(-text_tokens // n)))  # n pieces of even length
+    return out
+
+
+def plan_coverings(
+    builder: PromptBuilder, chunks: Sequence[tuple[str | None, str]], cap: int, strategy: str = "per_window"
+) -> list[list[Window]]:
+    """The windows of every pass over ``chunks``: one covering (every chunk once), or two for ``"overlap"``.
+
+    Only an input that needs more than one window is changed by a strategy: ``"overlap"`` adds
+    :func:`shifted_covering`; ``"pieces"`` cuts chunks into pieces of :data:`PIECE_TOKENS` tokens
+    (:func:`split_pieces`) before packing. The other strategies work on the scores (see
+    :class:`~qr_integrations.core.aggregate.HeadAttention`) or re-score survivors (``"tournament"``).
+    """
+    check_cross_window(strategy)
+    units = plan_units(builder, chunks, cap)
+    windows = pack(units, cap)
+    if len(windows) <= 1:
+        return [windows]
+    if strategy == "overlap":
+        return [windows, shifted_covering(units, cap)]
+    if strategy == "pieces":
+        return [pack(split_pieces(builder, units), cap)]
+    return [windows]
+
+
+def check_cross_window(strategy: Any) -> str:
+    """``strategy`` if it is one of :data:`CROSS_WINDOW_STRATEGIES`, else a ``ValueError`` naming them.
+
+    Example:
+        >>> check_cross_window("overlap")
+        'overlap'
+    """
+    if not isinstance(strategy, str) or strategy not in CROSS_WINDOW_STRATEGIES:
+        raise ValueError(f"cross_window must be one of {list(CROSS_WINDOW_STRATEGIES)}, got {strategy!r}")
+    return strategy

@@ -93,7 +93,7 @@ def hotpot_pools(data_dir: Any, start: int, pools: int, size: int, merge: int, s
                 i += len(part)
         gold = {q["idx"]: {cid for cid, m in zip(ids, members, strict=True) if gold_para[q["idx"]] & set(m)}
                 for q in group}
-        out.append(Pool(f"pool{p}", chunks, ids, [(q["idx"], q["question"], gold[q["idx"]]) for q in group]))
+        out.append(Pool(f"q{start + p * size}", chunks, ids, [(q["idx"], q["question"], gold[q["idx"]]) for q in group]))
     return out
 
 
@@ -169,23 +169,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--window", type=int, default=None, help="max_context_tokens (default: the model's window)")
     p.add_argument("--strategies", default=",".join(ALL_STRATEGIES), help="comma-separated subset of " + ",".join(ALL_STRATEGIES))
     p.add_argument("--one-pass", action="store_true", help="also score each input in one pass (window = model's)")
-    p.add_argument("--from-records", default=None,
-                   help="report from the per-question records a run wrote so far (benchmarks/.cache/<name>.jsonl)")
+    p.add_argument("--from-records", nargs="+", default=None, metavar="FILE[@START]",
+                   help="report from the per-question records runs wrote (benchmarks/.cache/<name>.jsonl); "
+                        "@START: the --start of that run")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
     name = args.out or (f"long_context_{args.task}{'_merge' + str(args.merge) if args.merge > 1 else ''}_"
                         f"{H.model_tag(args.model)}")
     if args.from_records:
-        saved = H.read_jsonl(Path(args.from_records))
-        meta = [r for r in saved if r.get("kind") == "pool"]
-        recs = [r for r in saved if r.get("kind") == "question"]
+        # each FILE[@START]: the records of one run, whose pools were built from question START (default --start)
+        recs, meta, id_map = [], [], {}
+        for spec in args.from_records:
+            path, _, at = spec.partition("@")
+            start = int(at) if at else args.start
+            built = (hotpot_pools(args.data_dir, start, args.pools, args.pool_size, args.merge, args.seed)
+                     if args.task == "hotpotqa" else scifact_pools(args.data_dir, args.limit))
+            rename = {f"pool{i}": pl.name for i, pl in enumerate(built)}  # runs before pools were named q<start>
+            id_map.update({pl.name: pl.ids for pl in built})
+            for r in H.read_jsonl(Path(path)):
+                r["pool"] = rename.get(r["pool"], r["pool"])
+                if r.get("kind") == "pool":
+                    meta.append(r)
+                elif r.get("kind") == "question":
+                    recs.append(r)
         cost_saved: dict[str, list[int]] = {}
         for r in recs:
             for k, v in r["tokens"].items():
                 cost_saved.setdefault(k, []).append(v)
         done = {r["pool"] for r in recs}
         return report(args, recs, [m for m in meta if m["pool"] in done], cost_saved,
-                      args.strategies.split(","), meta[0]["heads_note"], H.model_tag(args.model), name)
+                      args.strategies.split(","), meta[0]["heads_note"], H.model_tag(args.model), name, id_map)
     log_path = H.CACHE_DIR / f"{name}.jsonl"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("", encoding="utf-8")
@@ -304,12 +317,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def report(args: Any, records: Sequence[dict[str, Any]], pool_info: Sequence[dict[str, Any]],
            cost: dict[str, list[int]], strategies: Sequence[str], heads_note: str, model_tag: str,
-           name: str) -> dict[str, Any]:
-    """Tables, paired tests, plot and result files."""
+           name: str, id_map: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Tables, paired tests, plot and result files (``id_map``: chunk ids per pool, when already built)."""
     qrels = {r["qid"]: dict.fromkeys(r["gold"], 1) for r in records}
     pool_ids = {r["pool"]: r for r in records}
-    ids_of: dict[str, list[str]] = {}
-    if args.task == "hotpotqa":
+    ids_of: dict[str, list[str]] = dict(id_map or {})
+    if id_map:
+        pools: list[Pool] = []
+    elif args.task == "hotpotqa":
         pools = hotpot_pools(args.data_dir, args.start, args.pools, args.pool_size, args.merge, args.seed)
     else:
         pools = scifact_pools(args.data_dir, args.limit)
@@ -339,11 +354,13 @@ def report(args: Any, records: Sequence[dict[str, Any]], pool_info: Sequence[dic
                        for t in (tests[f"{m} vs bm25"], tests[f"{m} vs dense"]))]
                  for m in methods if m not in ("bm25", "dense")]
     tokens = [i["chunk_tokens"] for i in pool_info]
-    what = (f"HotpotQA pools of {args.pool_size} questions (questions {args.start}-"
-            f"{args.start + len(pool_info) * args.pool_size - 1}), {'chunks of 1-' + str(args.merge) + ' paragraphs' if args.merge > 1 else 'one paragraph per chunk'}"
+    firsts = sorted(int(i["pool"][1:]) for i in pool_info if str(i["pool"])[1:].isdigit())
+    span = (f"{firsts[0]}-{firsts[-1] + args.pool_size - 1}" if firsts else
+            f"{args.start}-{args.start + len(pool_info) * args.pool_size - 1}")
+    what = (f"HotpotQA pools of {args.pool_size} questions (questions {span}), {'chunks of 1-' + str(args.merge) + ' paragraphs' if args.merge > 1 else 'one paragraph per chunk'}"
             if args.task == "hotpotqa" else f"SciFact test queries over their BM25 top-100 (first {len(pool_info)} with qrels)")
     header = (f"{what}; {len(records)} questions over {len(pool_info)} inputs of {min(tokens)}-{max(tokens)} chunk tokens "
-              f"({pool_info[0]['chunks']} chunks, {pool_info[0].get('windows')} windows of "
+              f"({pool_info[0]['chunks']} chunks, {'/'.join(str(i.get('windows')) for i in pool_info)} windows of "
               f"{args.window or 'the model'}'s tokens); {model_tag}, {heads_note}. Cost: prompt tokens run per "
               "question (prefix passes + tails; a prepared context's passes shared by its questions) / per_window's.")
     table = (header + "\n\n" + H.markdown_table(["method", *metrics, "cost x one pass"], rows)

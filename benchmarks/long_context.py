@@ -249,12 +249,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ctxs: dict[str, Any] = {}
         prep: dict[str, int] = {}
         if shared:
-            for name, sc in (("overlap", overlap_s), ("pieces", pieces_s), ("one_pass", one_s)):
+            for strategy, sc in (("overlap", overlap_s), ("pieces", pieces_s), ("one_pass", one_s)):
                 if sc is None:
                     continue
                 before = sc.engine.total()
-                ctxs[name] = sc.context(pool.chunks)
-                prep[name] = sc.engine.total() - before
+                ctxs[strategy] = sc.context(pool.chunks)
+                prep[strategy] = sc.engine.total() - before
         info = {"pool": pool.name, "chunks": len(pool.chunks), "questions": n_q,
                 "chunk_tokens": sum(probe.count_tokens(t) for t in texts)}
         for qid, question, gold in pool.questions:

@@ -87,7 +87,8 @@ def hotpot_pools(data_dir: Any, start: int, pools: int, size: int, merge: int, s
             chunks, ids, members, i = [], [], [], 0
             while i < len(paras):
                 part = paras[i : i + rng.randint(1, merge)]
-                chunks.append((None, "\n\n".join(f"{t}\n{x}" for _, t, x, _, _ in part)))
+                # titled by its first paragraph (a None title is not a valid chunk); the others keep theirs inline
+                chunks.append((part[0][1], "\n\n".join([part[0][2], *(f"{t}\n{x}" for _, t, x, _, _ in part[1:])])))
                 ids.append(f"c{len(ids)}")
                 members.append([pid for pid, _, _, _, _ in part])
                 i += len(part)

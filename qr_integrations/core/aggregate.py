@@ -14,13 +14,16 @@ their numbers from it with the functions here:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 from .heads import Head, HeadSet, HeadSpec
 from .results import RankedChunk, RankedResults, TrimResult
+
+T = TypeVar("T")
 
 
 def chunk_scores(vectors: torch.Tensor, spans: Sequence[tuple[int, int]], outlier_std: float | None) -> torch.Tensor:
@@ -333,3 +336,26 @@ def tournament_merge(scores: Sequence[float], survivors: Sequence[int], final: S
             for i in eliminated:
                 out[i] = float(scores[i]) - shift
     return out
+
+
+def final_scores(att: HeadAttention, chunks: Sequence[T], outlier_std: float | None,
+                 rescore: Callable[[list[T]], HeadAttention]) -> list[float]:
+    """``att``'s chunk scores under every captured head; under ``cross_window="tournament"`` the survivors
+    of each round re-scored together (``rescore(sub_chunks)`` runs the next round) until one window decides.
+
+    The one place the tournament rounds happen, for plain calls and prepared contexts alike.
+
+    Example:
+        >>> w = (WindowAttention((0, 1), ((0, 1), (1, 2)), torch.tensor([[0.2, 0.9]])),)
+        >>> att = HeadAttention("q", ((0, 0),), 2, (w,))  # one window: no further round, rescore is not called
+        >>> [round(x, 3) for x in final_scores(att, ["a", "b"], None, lambda sub: att)]
+        [0.2, 0.9]
+    """
+    scores = att.scores("all", outlier_std)
+    if att.cross_window != "tournament":
+        return scores
+    survivors = tournament_survivors(att, scores)
+    if survivors is None:
+        return scores
+    sub = [chunks[i] for i in survivors]
+    return tournament_merge(scores, survivors, final_scores(rescore(sub), sub, outlier_std, rescore))

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .aggregate import HeadAttention, WindowAttention, ranked, trimmed
+from .aggregate import HeadAttention, WindowAttention, final_scores, ranked, trimmed
 from .engine import ContextClosedError, HeadPlan, PreparedPrefix, shared_length
 from .layout import layout_orders
 from .results import RankedResults, TrimResult
-from .windows import Window, query_room, schedule, window_cost
+from .windows import Window, capacity, plan_coverings, query_room, schedule, window_cost, window_progress
 
 if TYPE_CHECKING:
     from .scorer import QRScorer
@@ -115,13 +115,16 @@ class PreparedContext:
                 prefix.store_as(self._kv_dtype)
             return tuple(enc.chunk_spans), prefix
 
+        cap = capacity(builder, limit, self._room)
+        show = scorer.config.show_progress if show_progress is None else show_progress
         coverings = [
             (order, windows)
             for order in layout_orders(len(self.chunks), layout)
-            for windows in (scorer._plan_coverings([self.chunks[i] for i in order], self._room) if self.chunks else [[]])
+            for windows in (plan_coverings(builder, [self.chunks[i] for i in order], cap, self.cross_window)
+                            if self.chunks else [[]])
         ]
         for order, windows in coverings:
-            progress = scorer._progress(sum(window_cost(w) for w in windows), len(windows), show_progress)
+            progress = window_progress(sum(window_cost(w) for w in windows), len(windows), show)
             try:
                 prepared = [
                     (tuple(order[u.owner] for u in window), spans, prefix)
@@ -146,10 +149,7 @@ class PreparedContext:
     @property
     def bytes_per_token(self) -> int:
         """KV-cache bytes per prompt token: keys and values of the layers up to the deepest read head."""
-        full = self.scorer.engine.bytes_per_token(self.plan)
-        if self._kv_dtype is None:
-            return full
-        return full * self._kv_dtype.itemsize // self.scorer.loaded.dtype.itemsize
+        return self.scorer.engine.bytes_per_token(self.plan, self._kv_dtype)
 
     @property
     def nbytes(self) -> int:
@@ -217,7 +217,11 @@ class PreparedContext:
             self.head_attention(query)  # the same checks as a non-empty context
             return []
         # under cross_window="tournament", rounds after the first run as plain passes (they depend on the query)
-        return self.scorer._final_scores(self.head_attention(query), self.chunks, self.layout, self.plan)
+        heads = list(self.heads)
+        return final_scores(
+            self.head_attention(query), self.chunks, self.scorer.config.outlier_std,
+            lambda sub: self.scorer.head_attention(query, [c if t is None else (t, c) for t, c in sub], heads,
+                                                   layout=self.layout))
 
     def rank(self, query: str, top_n: int | None = None) -> RankedResults:
         """The chunks best first for ``query``, as ``scorer.rank(query, chunks, top_n)``."""

@@ -160,7 +160,8 @@ class PreparedPrefix:
         """Drop the KV cache (the vectors stay); later :meth:`ForwardEngine.attend` calls raise."""
         self._cache = None
 
-    def _cast(self, dtype: torch.dtype) -> None:
+    def cast(self, dtype: torch.dtype) -> None:
+        """Convert the KV cache's floating-point tensors to ``dtype`` in place (see :meth:`store_as`)."""
         for layer in getattr(self.cache, "layers", []):
             for name in ("keys", "values"):
                 t = getattr(layer, name, None)
@@ -174,7 +175,7 @@ class PreparedPrefix:
         time is held at full precision; the rounding to ``dtype`` makes scores differ slightly from a
         plain call's.
         """
-        self._cast(dtype)
+        self.cast(dtype)
         self.stored_dtype = dtype
 
 
@@ -253,11 +254,11 @@ class ForwardEngine:
             stored = prefix.stored_dtype
             if stored is None:
                 return self._attend(prefix, span_ids)
-            prefix._cast(lm.dtype)  # a working copy at full precision (the fp16 -> fp32 -> fp16 trip is exact)
+            prefix.cast(lm.dtype)  # a working copy at full precision (the fp16 -> fp32 -> fp16 trip is exact)
             try:
                 return self._attend(prefix, span_ids)
             finally:
-                prefix._cast(stored)
+                prefix.cast(stored)
 
     def _attend(self, prefix: PreparedPrefix, span_ids: Sequence[int]) -> torch.Tensor:
         """:meth:`attend` under the model's lock, with the cache at the model's dtype."""
@@ -290,11 +291,13 @@ class ForwardEngine:
         att = self.attend(prefix, span_ids)
         return att - prefix.null if prefix.null is not None else att
 
-    def bytes_per_token(self, plan: HeadPlan) -> int:
-        """KV-cache bytes one prefix token costs for this plan (keys and values of layers 0..deepest)."""
+    def bytes_per_token(self, plan: HeadPlan, dtype: torch.dtype | None = None) -> int:
+        """KV-cache bytes one prefix token costs for this plan (keys and values of layers 0..deepest),
+        stored in ``dtype`` (the model's when ``None``)."""
         cfg = self.loaded.model.config
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        return 2 * (plan.deepest + 1) * self.loaded.num_kv_heads * head_dim * self.loaded.dtype.itemsize
+        itemsize = (dtype or self.loaded.dtype).itemsize
+        return 2 * (plan.deepest + 1) * self.loaded.num_kv_heads * head_dim * itemsize
 
 
 class PrefixCache:

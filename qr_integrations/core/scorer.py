@@ -34,10 +34,9 @@ from .aggregate import (
     HeadScores,
     WindowAttention,
     chunk_scores,
+    final_scores,
     ranked,
     select_within_budget,
-    tournament_merge,
-    tournament_survivors,
     trimmed,
 )
 from .chunking import split_text
@@ -61,6 +60,7 @@ from .windows import (
     reserve_tokens,
     schedule,
     window_cost,
+    window_progress,
 )
 
 __all__ = [
@@ -315,14 +315,6 @@ class QRScorer:
             cache.put(key, prefix)
         return prefix
 
-    def _progress(self, units: int, windows: int, show: bool | None) -> Any:
-        if not (self.config.show_progress if show is None else show):
-            return None
-        from tqdm.auto import tqdm  # counted in tokens, so one long window shows too, and splits add nothing
-
-        return tqdm(total=units, desc=f"scoring {windows} window{'s' if windows > 1 else ''}", unit="tok",
-                    unit_scale=True)
-
     def _attention(
         self, query: str, norm: Sequence[tuple[str | None, str]], plan: HeadPlan, layout: str,
         show_progress: bool | None = None,
@@ -342,7 +334,8 @@ class QRScorer:
 
         for order in layout_orders(len(norm), layout):
             for windows in self._plan_coverings([norm[i] for i in order], room):
-                progress = self._progress(sum(window_cost(w) for w in windows), len(windows), show_progress)
+                progress = window_progress(sum(window_cost(w) for w in windows), len(windows),
+                                           self.config.show_progress if show_progress is None else show_progress)
                 try:
                     scored = [
                         WindowAttention(tuple(order[u.owner] for u in window), tuple(enc.chunk_spans), vectors)
@@ -353,19 +346,6 @@ class QRScorer:
                         progress.close()
                 layouts.append(tuple(scored))
         return HeadAttention(query, plan.heads, len(norm), tuple(layouts), self.config.cross_window)
-
-    def _final_scores(self, att: HeadAttention, norm: Sequence[tuple[str | None, str]], layout: str,
-                      plan: HeadPlan) -> list[float]:
-        """The scores of ``att`` under this scorer's heads, and under ``"tournament"`` its later rounds."""
-        scores = att.scores("all", self.config.outlier_std)
-        if self.config.cross_window != "tournament":
-            return scores
-        survivors = tournament_survivors(att, scores)
-        if survivors is None:
-            return scores
-        sub = [norm[i] for i in survivors]
-        later = self._attention(att.query, sub, plan, layout)
-        return tournament_merge(scores, survivors, self._final_scores(later, sub, layout, plan))
 
     # ------------------------------------------------------------------ public API
     def head_attention(
@@ -415,8 +395,14 @@ class QRScorer:
         norm = self._normalize(chunks)
         if not norm:
             return []
+        return self._scores(query, norm, layout)
+
+    def _scores(self, query: str, norm: Sequence[tuple[str | None, str]], layout: str,
+                show_progress: bool | None = None) -> list[float]:
+        """:meth:`score` over normalized chunks (tournament rounds included)."""
         plan = self.head_plan()
-        return self._final_scores(self._attention(query, norm, plan, layout), norm, layout, plan)
+        return final_scores(self._attention(query, norm, plan, layout, show_progress), norm, self.config.outlier_std,
+                            lambda sub: self._attention(query, sub, plan, layout, show_progress))
 
     def score_head_sets(
         self, query: str, chunks: Sequence[Chunk], head_sets: Sequence[HeadSpec], *, layout: str | None = None
@@ -613,9 +599,7 @@ class QRScorer:
                 for i in members:
                     if norm and len(fits) > 1 and i in fits:
                         continue
-                    plan = self.head_plan()
-                    out[i] = self._final_scores(self._attention(queries[i], norm, plan, layout, False), norm, layout,
-                                                plan) if norm else []
+                    out[i] = self._scores(queries[i], norm, layout, show_progress=False) if norm else []
                     if progress is not None:
                         progress.update(1)
         finally:

@@ -327,3 +327,19 @@ def check_cross_window(strategy: Any) -> str:
     if not isinstance(strategy, str) or strategy not in CROSS_WINDOW_STRATEGIES:
         raise ValueError(f"cross_window must be one of {list(CROSS_WINDOW_STRATEGIES)}, got {strategy!r}")
     return strategy
+
+
+def window_progress(tokens: int, windows: int, show: bool) -> Any:
+    """A progress bar over the ``tokens`` of ``windows`` windows (``None`` when not ``show``).
+
+    Counted in tokens, so one long window shows progress too, and windows split on OOM add nothing.
+
+    Example:
+        >>> window_progress(1000, 2, show=False) is None
+        True
+    """
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=tokens, desc=f"scoring {windows} window{'s' if windows > 1 else ''}", unit="tok", unit_scale=True)

@@ -98,18 +98,22 @@ def hotpot_pools(data_dir: Any, start: int, pools: int, size: int, merge: int, s
     return out
 
 
-def scifact_pools(data_dir: Any, limit: int) -> list[Pool]:
-    """One pool per SciFact test query: its BM25 top-100 abstracts, BM25 order."""
+def scifact_pools(data_dir: Any, limit: int, only: Sequence[str] = ()) -> list[Pool]:
+    """One pool per SciFact test query whose top-100 holds a relevant abstract (else every method scores 0):
+    its BM25 top-100 abstracts, BM25 order. ``only``: these query ids (``q3`` or ``3``), else the first ``limit``."""
     folder = H.resolve_data_dir(data_dir) / "scifact"
     beir = H.load_beir(folder, "test")
     cands = H.load_candidates(folder / "bm25_top100.test.jsonl")
+    wanted = {q.removeprefix("q") for q in only}
     out = []
     for qid in sorted(cands, key=lambda q: int(q) if q.isdigit() else q):
-        if qid not in beir.qrels or not any(v > 0 for v in beir.qrels[qid].values()):
+        if qid not in beir.qrels or (wanted and qid not in wanted):
             continue
         ids = [d for d, _ in cands[qid]]
-        chunks: list[tuple[str | None, str]] = [beir.corpus[d] for d in ids]
         gold = {d for d, r in beir.qrels[qid].items() if r > 0}
+        if not gold & set(ids):
+            continue
+        chunks: list[tuple[str | None, str]] = [beir.corpus[d] for d in ids]
         out.append(Pool(f"q{qid}", chunks, ids, [(qid, beir.queries[qid], gold)]))
         if len(out) >= limit:
             break
@@ -167,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--pool-size", type=int, default=10, help="HotpotQA questions per pool (10 paragraphs each)")
     p.add_argument("--merge", type=int, default=1, help="HotpotQA: group paragraphs into chunks of 1..N")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--queries", default="", help="SciFact: comma-separated query ids to run (default: the first --limit)")
     p.add_argument("--window", type=int, default=None, help="max_context_tokens (default: the model's window)")
     p.add_argument("--strategies", default=",".join(ALL_STRATEGIES), help="comma-separated subset of " + ",".join(ALL_STRATEGIES))
     p.add_argument("--one-pass", action="store_true", help="also score each input in one pass (window = model's)")
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             path, _, at = spec.partition("@")
             start = int(at) if at else args.start
             built = (hotpot_pools(args.data_dir, start, args.pools, args.pool_size, args.merge, args.seed)
-                     if args.task == "hotpotqa" else scifact_pools(args.data_dir, args.limit))
+                     if args.task == "hotpotqa" else scifact_pools(args.data_dir, args.limit, args.queries.split(',') if args.queries else ()))
             rename = {f"pool{i}": pl.name for i, pl in enumerate(built)}  # runs before pools were named q<start>
             id_map.update({pl.name: pl.ids for pl in built})
             for r in H.read_jsonl(Path(path)):
@@ -193,6 +198,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     meta.append(r)
                 elif r.get("kind") == "question":
                     recs.append(r)
+        # records of inputs the current pool rules leave out (a SciFact query without a relevant abstract in
+        # its top-100, kept by runs before that rule) are dropped
+        recs = [r for r in recs if r["pool"] in id_map]
+        meta = [m for m in meta if m["pool"] in id_map]
         cost_saved: dict[str, list[int]] = {}
         for r in recs:
             for k, v in r["tokens"].items():
@@ -233,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.task == "hotpotqa":
         pools = hotpot_pools(args.data_dir, args.start, args.pools, args.pool_size, args.merge, args.seed)
     else:
-        pools = scifact_pools(args.data_dir, args.limit)
+        pools = scifact_pools(args.data_dir, args.limit, args.queries.split(',') if args.queries else ())
     if not pools:
         raise SystemExit("no pools: check --start/--pools/--pool-size against the 100 HotpotQA questions")
 
@@ -328,7 +337,7 @@ def report(args: Any, records: Sequence[dict[str, Any]], pool_info: Sequence[dic
     elif args.task == "hotpotqa":
         pools = hotpot_pools(args.data_dir, args.start, args.pools, args.pool_size, args.merge, args.seed)
     else:
-        pools = scifact_pools(args.data_dir, args.limit)
+        pools = scifact_pools(args.data_dir, args.limit, args.queries.split(',') if args.queries else ())
     for pl in pools:
         if pl.name in pool_ids:
             ids_of[pl.name] = pl.ids

@@ -35,15 +35,21 @@ def clean_answer(text: str) -> str:
     return line.rstrip(".")
 
 
-def answerer(scorer: Any, tag: str, max_new_tokens: int) -> Callable[[str, list[tuple[str, str]]], tuple[str, int, float]]:
-    """``answer(question, paragraphs) -> (answer, prompt tokens, seconds)`` by the scorer's model, greedy, cached
-    on disk per prompt (``benchmarks/.cache/generate_<tag>.jsonl``)."""
-    import torch
+def generator(scorer: Any) -> tuple[Any, Any]:
+    """The scorer's model with its language-model head (a second copy, for generation) and its tokenizer."""
     from transformers import AutoModelForCausalLM
 
     lm = scorer.loaded
     gen = AutoModelForCausalLM.from_pretrained(lm.source, dtype=lm.dtype).to(lm.device).eval()
-    tok = lm.tokenizer
+    return gen, lm.tokenizer
+
+
+def answerer(scorer: Any, tag: str, max_new_tokens: int) -> Callable[[str, list[tuple[str, str]]], tuple[str, int, float]]:
+    """``answer(question, paragraphs) -> (answer, prompt tokens, seconds)`` by the scorer's model, greedy, cached
+    on disk per prompt (``benchmarks/.cache/generate_<tag>.jsonl``)."""
+    import torch
+
+    gen, tok = generator(scorer)
     cache = H.JsonlCache(H.CACHE_DIR / f"generate_{tag}.jsonl")
 
     def answer(question: str, paragraphs: list[tuple[str, str]]) -> tuple[str, int, float]:

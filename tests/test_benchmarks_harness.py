@@ -182,3 +182,26 @@ def test_paired_score_test_tells_a_real_gap_from_noise() -> None:
     assert swapped["wins_ties_losses"] == [10, 0, 10] and swapped["p"] > 0.5 and swapped["mean_diff"] == 0.0
     with pytest.raises(ValueError, match="aligned"):
         H.paired_score_test([1.0, 2.0], [1.0])
+
+
+def test_prefix_generate_answers_as_separate_calls(scorer) -> None:  # type: ignore[no-untyped-def]
+    """The long trim-then-generate benchmark reuses one pool's KV cache across questions: greedy answers must
+    be token for token those of separate calls (the embedded model, three prompts sharing a long prefix)."""
+    import torch
+
+    from benchmarks.long_generate import common_prefix, prefix_generate
+    from benchmarks.trim_generate import generator
+
+    gen, tok = generator(scorer)
+    context = " ".join(f"Fact {i}: the {c} box holds {i * 7} marbles." for i, c in enumerate(
+        ["red", "blue", "green", "white", "black", "pink"] * 4))
+    prompts = [tok(f"{context}\nQuestion: {q}\nAnswer:")["input_ids"] for q in (
+        "How many marbles are in the red box?", "Which box holds 14 marbles?", "Name a colour.")]
+    assert common_prefix(prompts) > 100
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    shared = prefix_generate(gen, prompts, 8, pad)
+    with torch.inference_mode():
+        for ids, (new, _) in zip(prompts, shared, strict=True):
+            x = torch.tensor([ids])
+            alone = gen.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=8, do_sample=False, pad_token_id=pad)
+            assert new == alone[0, len(ids):].tolist()

@@ -355,14 +355,18 @@ def report(args: Any, records: Sequence[dict[str, Any]], pool_info: Sequence[dic
         ratio: Any = (sum(tok) / len(tok)) / one if tok else "-"
         rows.append([m, *[mean[x] for x in metrics], ratio])
     tests = {}
-    for base in ("bm25", "dense"):
+    bases = ["bm25", "dense", *(["per_window"] if "per_window" in methods else [])]
+    for base in bases:
         for m in methods:
-            if m in ("bm25", "dense"):
+            if m in ("bm25", "dense", base):
                 continue
             tests[f"{m} vs {base}"] = H.paired_tests(qrels, {m: runs[m], base: runs[base]}, m, key)[base]
-    test_rows = [[m, *(f"{t['mean_diff']:+.3f}, {H.format_p(t['p'])} ({'/'.join(map(str, t['wins_ties_losses']))})"
-                       for t in (tests[f"{m} vs bm25"], tests[f"{m} vs dense"]))]
-                 for m in methods if m not in ("bm25", "dense")]
+
+    def cell(pair: str) -> str:
+        t = tests.get(pair)
+        return "-" if t is None else f"{t['mean_diff']:+.3f}, {H.format_p(t['p'])} ({'/'.join(map(str, t['wins_ties_losses']))})"
+
+    test_rows = [[m, *(cell(f"{m} vs {b}") for b in bases)] for m in methods if m not in ("bm25", "dense")]
     tokens = [i["chunk_tokens"] for i in pool_info]
     firsts = sorted(int(i["pool"][1:]) for i in pool_info if str(i["pool"])[1:].isdigit())
     span = (f"{firsts[0]}-{firsts[-1] + args.pool_size - 1}" if firsts else
@@ -375,7 +379,7 @@ def report(args: Any, records: Sequence[dict[str, Any]], pool_info: Sequence[dic
               "question (prefix passes + tails; a prepared context's passes shared by its questions) / per_window's.")
     table = (header + "\n\n" + H.markdown_table(["method", *metrics, "cost x one pass"], rows)
              + f"\n\nPaired randomization tests on {key} ({len(records)} questions): mean difference, p, wins/ties/losses\n\n"
-             + H.markdown_table(["strategy", "vs BM25", "vs dense"], test_rows))
+             + H.markdown_table(["strategy", *(f"vs {b}" for b in bases)], test_rows))
     payload = {"task": args.task, "model": model_tag, "heads": heads_note, "pools": list(pool_info),
                "means": means, "paired_tests": tests, "cost_tokens": cost, "records": list(records),
                "strategies": list(strategies)}

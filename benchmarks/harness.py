@@ -50,7 +50,15 @@ def common_parser(description: str, limit: int | None = None) -> argparse.Argume
     p.add_argument("--out", default=None, help="result name (default: derived from the benchmark and model)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--cross-window", default=None,
+                   help="ScorerConfig.cross_window for benchmarks that score inputs past one window "
+                        "(default: the library's, overlap; the issue #12 figures used per_window)")
     return p
+
+
+def scorer_options(args: Any) -> dict[str, Any]:
+    """The ``QRScorer`` keywords a benchmark's common arguments set (only ``--cross-window`` so far)."""
+    return {"cross_window": args.cross_window} if getattr(args, "cross_window", None) else {}
 
 
 def resolve_model(name: str) -> str | None:

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
 
     qs = H.load_hotpot(H.resolve_data_dir(args.data_dir) / R.HOTPOT_FILE)[args.start: args.start + args.questions]
     chunks, gold = build_history(qs)
-    scorer = QRScorer(device="cpu", num_threads=args.threads)
+    scorer = QRScorer(device="cpu", num_threads=args.threads, **H.scorer_options(args))
     scorer.score("warm up", ["one", "two"])
     tokens = sum(scorer.count_tokens(c) for c in chunks)
     steps = 1 + 2 * len(qs) + args.separate

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     tag = H.model_tag(args.model)
     name = args.out or f"niah_{tag}"
     opts = {"max_context_tokens": args.max_context_tokens} if args.max_context_tokens else {}
+    opts |= H.scorer_options(args)
     scorer = QRScorer(H.resolve_model(args.model), device="cpu", **opts)
     qr_heads, heads_note = H.pick_heads(scorer, args.heads)
     qr = M.QRMethods(scorer, qr_heads, H.CACHE_DIR / "vectors" / f"niah_{tag}")

@@ -100,11 +100,12 @@ def peak_rss(fn: Callable[[], Any], every: float = 0.005) -> tuple[Any, int]:
     return out, max(peak, rss_bytes())
 
 
-def memory_child(mode: str, length: int, n_questions: int, threads: int, kv_dtype: str | None = None) -> dict[str, Any]:
+def memory_child(mode: str, length: int, n_questions: int, threads: int, kv_dtype: str | None = None,
+                 cross_window: str | None = None) -> dict[str, Any]:
     """One measurement in this (fresh) process: ``call`` (one plain score) or ``context`` (prepare + asks)."""
     from qr_integrations import QRScorer
 
-    scorer = QRScorer(device="cpu", num_threads=threads)
+    scorer = QRScorer(device="cpu", num_threads=threads, **({"cross_window": cross_window} if cross_window else {}))
     scorer.score("warm up", ["one", "two"])
     chunks = history(length, scorer.count_tokens)
     qs = questions(n_questions)
@@ -134,6 +135,8 @@ def memory(args: Any) -> None:
                    "--memory-questions", str(args.memory_questions), "--threads", str(args.threads)]
             if args.kv_dtype and mode == "context":
                 cmd += ["--kv-dtype", args.kv_dtype]
+            if args.cross_window:
+                cmd += ["--cross-window", args.cross_window]
             res = subprocess.run(cmd, check=True, capture_output=True, text=True)
             got[mode] = json.loads(res.stdout.strip().splitlines()[-1])
         call, ctx = got["call"], got["context"]
@@ -161,13 +164,15 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="measure peak memory (child processes) instead of time")
     parser.add_argument("--memory-questions", type=int, default=4)
     parser.add_argument("--memory-child", choices=["call", "context"], help=argparse.SUPPRESS)
+    parser.add_argument("--cross-window", default=None,
+                        help="ScorerConfig.cross_window (default: the library's, overlap; the recorded figures used per_window)")
     parser.add_argument("--kv-dtype", choices=["float16", "bfloat16"], default=None,
                         help="with --memory: store the prepared context's KV cache in this dtype")
     args = parser.parse_args()
     H.setup_torch(args.threads)
     if args.memory_child:
         print(json.dumps(memory_child(args.memory_child, args.lengths[0], args.memory_questions, args.threads,
-                                      args.kv_dtype)))
+                                      args.kv_dtype, args.cross_window)))
         return
     if args.memory:
         memory(args)
@@ -175,7 +180,8 @@ def main() -> None:
 
     from qr_integrations import QRScorer
 
-    scorer = QRScorer(H.resolve_model(args.model) if args.model else None, device="cpu", num_threads=args.threads)
+    scorer = QRScorer(H.resolve_model(args.model) if args.model else None, device="cpu", num_threads=args.threads,
+                      **H.scorer_options(args))
     qs = questions(max(args.questions))
     rows, records = [], []
     steps = len(args.lengths) * (args.separate + 1 + max(args.questions))

@@ -101,7 +101,8 @@ def test_context_over_several_windows_and_a_split_chunk(windowed: QRScorer) -> N
     plan = windowed.window_plan(chunks)
     assert len(plan) > 2 and sum(u.owner == 9 for w in plan for u in w) > 1  # the long chunk is cut
     with windowed.context(chunks) as ctx:
-        assert ctx.num_windows == len(plan)
+        # the default cross_window ("overlap") reads a long input twice: every pass's windows are prepared
+        assert ctx.num_windows == len(windowed.window_plan(chunks, every_pass=True)) > len(plan)
         for q in QUESTIONS[:3]:
             plain = windowed.score(q, chunks)
             assert close(ctx.score(q), plain) and ctx.rank(q).indices == windowed.rank(q, chunks).indices
@@ -207,9 +208,14 @@ def test_prefix_cache_reuses_the_chunks_for_a_new_query(fast: QRScorer, windowed
         cached.engine = engine
         first = cached.score(QUESTIONS[0], chunks)
         prepared = engine.prefixes
-        assert prepared >= 1 and cached.prefix_cache is not None and cached.prefix_cache.hits == 0
+        assert prepared >= 1 and cached.prefix_cache is not None
+        # over several windows the default (overlap) reads the input twice; windows the two passes share
+        # (a long chunk's pieces) run once and hit the cache the second time, within the same call
+        within = cached.prefix_cache.hits
+        assert within == 0 if chunks is CHUNKS else within >= 1
         second = cached.score(QUESTIONS[1], chunks)
-        assert engine.prefixes == prepared and cached.prefix_cache.hits == prepared  # no prefix ran again
+        assert engine.prefixes == prepared  # no prefix ran again
+        assert cached.prefix_cache.hits == within + prepared + within  # every window of the second call hit
         assert first == plain.score(QUESTIONS[0], chunks)
         assert close(second, plain.score(QUESTIONS[1], chunks))
         assert 0 < cached.prefix_cache.nbytes <= 64 * 2**20

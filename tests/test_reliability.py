@@ -372,7 +372,8 @@ def test_settings_that_should_not_matter_do_not(fast: QRScorer, options: dict[st
 
 
 def test_a_window_is_scored_as_if_alone(fast: QRScorer) -> None:
-    capped = QRScorer(device="cpu", heads=FAST_HEADS, max_context_tokens=128)
+    # per_window: one covering, each window's scores as they come (the default, overlap, averages two)
+    capped = QRScorer(device="cpu", heads=FAST_HEADS, max_context_tokens=128, cross_window="per_window")
     many = CHUNKS * 3
     plan = capped.window_plan(many, QUERY)
     assert len(plan) > 1

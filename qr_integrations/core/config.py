@@ -171,7 +171,7 @@ class ScorerConfig:
     num_threads: int | None = None
     prefix_cache_mb: float = 0
     quantize: str | None = None
-    cross_window: str = "per_window"
+    cross_window: str = "overlap"
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, what: str) -> None:

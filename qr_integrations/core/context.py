@@ -138,7 +138,8 @@ class PreparedContext:
     # ------------------------------------------------------------------ memory
     @property
     def num_windows(self) -> int:
-        """Prepared prefixes (windows, times two for layout ``"both"``)."""
+        """Prepared prefixes: the windows of every pass (two coverings under ``cross_window="overlap"``, the
+        default, for an input of several windows), times two for layout ``"both"``."""
         return sum(len(ws) for ws in self._windows)
 
     @property

@@ -53,9 +53,7 @@ from .windows import (
     Unit,
     Window,
     capacity,
-    pack,
     plan_coverings,
-    plan_units,
     query_room,
     reserve_tokens,
     schedule,
@@ -269,32 +267,35 @@ class QRScorer:
         reserve = self.query_reserve if reserve is None else reserve
         return query_room(self.loaded.builder, query, self.config.null_query, reserve)
 
-    def _plan_windows(self, chunks: Sequence[tuple[str | None, str]], room: int) -> list[Window]:
-        builder = self.loaded.builder
-        cap = capacity(builder, self.window_tokens, room)
-        return pack(plan_units(builder, chunks, cap), cap)
-
     def _plan_coverings(self, chunks: Sequence[tuple[str | None, str]], room: int) -> list[list[Window]]:
         """Every pass's windows under ``cross_window`` (see :func:`~.windows.plan_coverings`)."""
         builder = self.loaded.builder
         cap = capacity(builder, self.window_tokens, room)
         return plan_coverings(builder, chunks, cap, self.config.cross_window)
 
-    def window_plan(self, chunks: Sequence[Chunk], query: str | None = None) -> list[list[Unit]]:
+    def window_plan(self, chunks: Sequence[Chunk], query: str | None = None, *,
+                    every_pass: bool = False) -> list[list[Unit]]:
         """How ``chunks`` (in the order given) are packed into forward passes for ``query``.
 
         Each window is a list of :class:`~qr_integrations.core.windows.Unit` (a chunk, or a piece of one
         longer than a window, with ``owner`` its index). ``query=None`` plans for any query that fits
-        :attr:`query_reserve`, as :meth:`context` does.
+        :attr:`query_reserve`, as :meth:`context` does. An input of several windows may be read more than
+        once under ``cross_window`` (``"overlap"``, the default: a second, shifted covering): by default the
+        first covering is returned, with ``every_pass=True`` the windows of every pass, first pass first.
 
         Example:
             >>> s = QRScorer(max_context_tokens=128)
             >>> [[u.owner for u in w] for w in s.window_plan(["Bananas have potassium."] * 6)]
             [[0, 1, 2, 3, 4], [5]]
+            >>> [[u.owner for u in w] for w in s.window_plan(["Bananas have potassium."] * 6, every_pass=True)]
+            [[0, 1, 2, 3, 4], [5], [2, 3, 4, 5, 0], [1]]
         """
         norm = self._normalize(chunks)
         room = self._room(None if query is None else _check_query(query))
-        return self._plan_windows(norm, room) if norm else []
+        if not norm:
+            return []
+        coverings = self._plan_coverings(norm, room)
+        return [w for c in coverings for w in c] if every_pass else coverings[0]
 
     def _shared_ids(self, query_ids: Sequence[int], null_ids: Sequence[int]) -> list[int]:
         """The query span's leading tokens to run with the prefix (the rows the null query shares)."""

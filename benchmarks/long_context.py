@@ -372,7 +372,9 @@ def report(args: Any, records: Sequence[dict[str, Any]], pool_info: Sequence[dic
     span = (f"{firsts[0]}-{firsts[-1] + args.pool_size - 1}" if firsts else
             f"{args.start}-{args.start + len(pool_info) * args.pool_size - 1}")
     what = (f"HotpotQA pools of {args.pool_size} questions (questions {span}), {'chunks of 1-' + str(args.merge) + ' paragraphs' if args.merge > 1 else 'one paragraph per chunk'}"
-            if args.task == "hotpotqa" else f"SciFact test queries over their BM25 top-100 (first {len(pool_info)} with qrels)")
+            if args.task == "hotpotqa" else (f"SciFact test queries over their BM25 top-100, BM25 order, layout reversed "
+                                          f"(queries {', '.join(str(i['pool'])[1:] for i in pool_info)}: each with a "
+                                          "relevant abstract in its top-100)"))
     header = (f"{what}; {len(records)} questions over {len(pool_info)} inputs of {min(tokens)}-{max(tokens)} chunk tokens "
               f"({pool_info[0]['chunks']} chunks, {'/'.join(str(i.get('windows')) for i in pool_info)} windows of "
               f"{args.window or 'the model'}'s tokens); {model_tag}, {heads_note}. Cost: prompt tokens run per "

@@ -30,7 +30,7 @@ from typing import Any
 
 from benchmarks import harness as H
 from benchmarks.long_context import Pool, hotpot_pools
-from benchmarks.trim_generate import clean_answer, generator, prompt_messages
+from benchmarks.trim_generate import answer_summary, clean_answer, generator, prompt_messages
 
 
 def common_prefix(seqs: Sequence[Sequence[int]]) -> int:
@@ -195,11 +195,7 @@ def report(args: Any, per: dict[str, list[dict[str, Any]]], conditions: Sequence
            budget_tag: str, full_conds: Sequence[str], gen_tag: str) -> dict[str, Any]:
     rows, results = [], []
     for c in conditions:
-        v = per[c]
-        n = len(v)
-        res = {"condition": c, "n": n, "em": sum(x["em"] for x in v) / n, "f1": sum(x["f1"] for x in v) / n,
-               "both_gold_kept": sum(1 for x in v if x["gold_kept"] == 2) / n,
-               "mean_prompt_tokens": sum(x["prompt_tokens"] for x in v) / n}
+        res = answer_summary(c, per[c])
         results.append(res)
         rows.append([c, res["em"], res["f1"], res["both_gold_kept"], round(res["mean_prompt_tokens"])])
     tests: dict[str, dict[str, Any]] = {}

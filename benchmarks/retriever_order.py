@@ -374,7 +374,7 @@ def generate(args: Any) -> dict:
     """
     from langchain_core.documents import Document
 
-    from benchmarks.trim_generate import answerer
+    from benchmarks.trim_generate import answer_summary, answerer
     from qr_integrations import QRScorer
     from qr_integrations.langchain import QRHeadDocumentCompressor
 
@@ -421,11 +421,7 @@ def generate(args: Any) -> dict:
                            "gold_kept": len(set(keep) & gold)})
     rows, results = [], []
     for c in conditions:
-        v = per[c]
-        n = len(v)
-        res = {"condition": c, "n": n, "em": sum(x["em"] for x in v) / n, "f1": sum(x["f1"] for x in v) / n,
-               "both_gold_kept": sum(1 for x in v if x["gold_kept"] == 2) / n,
-               "mean_prompt_tokens": sum(x["prompt_tokens"] for x in v) / n}
+        res = answer_summary(c, per[c])
         results.append(res)
         rows.append([c, res["em"], res["f1"], res["both_gold_kept"], round(res["mean_prompt_tokens"])])
     tests = {}

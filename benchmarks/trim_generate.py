@@ -35,6 +35,15 @@ def clean_answer(text: str) -> str:
     return line.rstrip(".")
 
 
+def answer_summary(condition: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean EM and F1 of one condition's answers, how often both gold paragraphs were kept, mean prompt tokens."""
+    n = len(answers)
+    return {"condition": condition, "n": n, "em": sum(x["em"] for x in answers) / n,
+            "f1": sum(x["f1"] for x in answers) / n,
+            "both_gold_kept": sum(1 for x in answers if x["gold_kept"] == 2) / n,
+            "mean_prompt_tokens": sum(x["prompt_tokens"] for x in answers) / n}
+
+
 def generator(scorer: Any) -> tuple[Any, Any]:
     """The scorer's model with its language-model head (a second copy, for generation) and its tokenizer."""
     from transformers import AutoModelForCausalLM
@@ -111,11 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows, results = [], []
     for c in conditions:
         v = per[c]
-        n = len(v)
-        res = {"condition": c, "n": n, "em": sum(x["em"] for x in v) / n, "f1": sum(x["f1"] for x in v) / n,
-               "mean_prompt_tokens": sum(x["prompt_tokens"] for x in v) / n,
-               "both_gold_kept": sum(1 for x in v if x["gold_kept"] == 2) / n,
-               "generation_latency": H.latency_stats([x["seconds"] for x in v])}
+        res = answer_summary(c, v) | {"generation_latency": H.latency_stats([x["seconds"] for x in v])}
         results.append(res)
         rows.append([c, res["em"], res["f1"], res["both_gold_kept"], round(res["mean_prompt_tokens"]),
                      res["generation_latency"]["median_s"]])

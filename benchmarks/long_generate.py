@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import harness as H
-from benchmarks.long_context import Pool, hotpot_pools
+from benchmarks.long_context import HOTPOT_FILE, Pool, hotpot_pools
 from benchmarks.trim_generate import answer_summary, clean_answer, generator, prompt_messages
 
 
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     for spec in args.records:
         path, _, at = spec.partition("@")
-        built = hotpot_pools(args.data_dir, int(at or 50), 10, args.pool_size, 1, args.seed)
+        # every pool a run from START could have built (records name the ones it did); no merging
+        built = hotpot_pools(args.data_dir, int(at or 50), 100 // args.pool_size, args.pool_size, 1, args.seed)
         rename = {f"pool{i}": pl.name for i, pl in enumerate(built)}  # runs before pools were named q<start>
         pools.update({pl.name: pl for pl in built})
         for r in H.read_jsonl(Path(path)):
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     missing = sorted({m for m in [*methods, "bm25", "dense"] if m not in records[0]["scores"]})
     if missing:
         raise SystemExit(f"the records have no scores for {missing}; they have {sorted(records[0]['scores'])}")
-    questions = {q["idx"]: q for q in H.load_hotpot(H.resolve_data_dir(args.data_dir) / "hotpotqa/hotpotqa_train_100.paragraphs.json")}
+    questions = {q["idx"]: q for q in H.load_hotpot(H.resolve_data_dir(args.data_dir) / HOTPOT_FILE)}
 
     def prompt_ids(question: str, paragraphs: list[tuple[str | None, str]]) -> list[int]:
         msgs = prompt_messages(question, [(t or "", x) for t, x in paragraphs])

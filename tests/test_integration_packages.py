@@ -9,6 +9,7 @@ copy of its folder without build isolation (setuptools from this environment; no
 from __future__ import annotations
 
 import copy
+import doctest
 import importlib
 import json
 import os
@@ -205,6 +206,14 @@ def test_a_fresh_interpreter_imports_the_installed_packages(
     assert got["classic"] is False
     assert got["names"] == ["QRHeadRerank", "QRHeadRerank"]
     assert got["versions"] == [_metadata(wheels[dist])["Version"] for dist in PACKAGES]
+
+
+@pytest.mark.parametrize("dist", list(PACKAGES))
+def test_docstring_examples_hold(installed: dict[str, ModuleType], dist: str) -> None:
+    module = installed[dist]
+    impl = sys.modules[module.QRHeadRerank.__module__]
+    result = doctest.testmod(impl, optionflags=doctest.ELLIPSIS, raise_on_error=False)
+    assert result.attempted >= 3 and result.failed == 0, result
 
 
 @pytest.mark.parametrize("dist", list(PACKAGES))

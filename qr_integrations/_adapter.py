@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, ValidationError, field_validator, model_validator
 from typing_extensions import Self
 
-from .core.config import COMPONENT_KEYS, ConfigError, ScorerConfig, read_config_mapping
+from .core.config import COMPONENT_KEYS, RANKED_INPUT, ConfigError, ScorerConfig, read_config_mapping
 from .core.fusion import RRF_K, check_method, fuse
 from .core.heads import HeadSet
 from .core.layout import check_layout
@@ -97,7 +97,7 @@ class QRHeadSettings(BaseModel):
             if clash:
                 raise TypeError(f"pass either scorer= or the fields that build one, not both (got scorer= and {clash})")
             cfg = scorer.config.to_dict()
-            defaults = ScorerConfig().to_dict()
+            defaults = ScorerConfig(**RANKED_INPUT).to_dict()
             data.update({k: cfg[k] for k in _MODEL_FIELDS})
             data["scorer_options"] = {k: cfg[k] for k in OPTION_KEYS if cfg[k] != defaults[k]}
         super().__init__(**data)
@@ -169,15 +169,18 @@ class QRHeadSettings(BaseModel):
     @property
     def scorer_config(self) -> ScorerConfig:
         """The :class:`ScorerConfig` that these fields describe (``layout`` is the component's own field: it
-        is passed on every call, so the scorer's default layout does not matter here).
+        is passed on every call, so the scorer's default layout does not matter here). Items come in a
+        retriever's order, so options not set take :data:`~qr_integrations.core.config.RANKED_INPUT`: no
+        position corrections (the retriever's ranking, fused below, is the prior).
 
         Example:
             >>> from qr_integrations.langchain import QRHeadDocumentCompressor
             >>> QRHeadDocumentCompressor(heads=[(3, 1)], scorer_options={"calibrate": False}).scorer_config.heads
             '3-1'
         """
+        ranked = {k: v for k, v in RANKED_INPUT.items() if k not in _OWN_SCORER_FIELDS}
         return ScorerConfig(
-            model=self.model, heads=self.heads, device=self.device, dtype=self.dtype, **self.scorer_options
+            model=self.model, heads=self.heads, device=self.device, dtype=self.dtype, **{**ranked, **self.scorer_options}
         )
 
     @property

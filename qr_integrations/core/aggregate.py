@@ -25,6 +25,13 @@ from .results import RankedChunk, RankedResults, TrimResult
 
 T = TypeVar("T")
 
+#: The smallest null-query mass a chunk is divided by under ``calibration="divide"`` (a chunk the null query
+#: does not attend to at all would otherwise divide by zero).
+NULL_MASS_FLOOR = 1e-6
+
+#: How the null query's attention corrects the query's (``ScorerConfig.calibration``).
+CALIBRATIONS: tuple[str, ...] = ("subtract", "divide")
+
 
 def chunk_scores(vectors: torch.Tensor, spans: Sequence[tuple[int, int]], outlier_std: float | None) -> torch.Tensor:
     """Sum each chunk span of per-token scores after dropping low outliers.
@@ -75,22 +82,36 @@ class WindowAttention:
         owners: the input chunk of each span (a chunk cut into pieces owns several spans, in any window).
         spans: ``(start, end)`` token ranges of the chunk blocks in ``vectors``.
         vectors: ``(heads, tokens)`` calibrated attention over the window's prefix.
+        null: ``(heads, tokens)`` the null query's attention over the same prefix (``None`` uncalibrated).
     """
 
     owners: tuple[int, ...]
     spans: tuple[tuple[int, int], ...]
     vectors: torch.Tensor
+    null: torch.Tensor | None = None
 
     def compact(self) -> WindowAttention:
         """The same window keeping only the tokens inside chunk spans (float32, on the CPU): what a
         benchmark stores to score other head sets later without the model."""
-        pieces, spans, at = [], [], 0
+        def keep(m: torch.Tensor) -> torch.Tensor:
+            pieces = [m[:, s:e].float().cpu() for s, e in self.spans]
+            return torch.cat(pieces, dim=1).contiguous() if pieces else m[:, :0].float().cpu()
+
+        spans, at = [], 0
         for s, e in self.spans:
-            pieces.append(self.vectors[:, s:e].float().cpu())
             spans.append((at, at + (e - s)))
             at += e - s
-        vectors = torch.cat(pieces, dim=1).contiguous() if pieces else self.vectors[:, :0].float().cpu()
-        return WindowAttention(self.owners, tuple(spans), vectors)
+        return WindowAttention(self.owners, tuple(spans), keep(self.vectors),
+                               None if self.null is None else keep(self.null))
+
+    def null_mass(self, rows: Sequence[Sequence[int]] | None) -> torch.Tensor:
+        """``(rows, spans)`` attention mass the null query puts on each chunk span (``rows`` as in
+        :meth:`HeadAttention.chunk_scores`): what ``calibration="divide"`` divides by."""
+        if self.null is None:
+            raise ValueError("calibration='divide' needs the null query's attention; set calibrate=True")
+        null = self.null.double().cpu()
+        summed = null if rows is None else torch.stack([null[list(r)].sum(dim=0) for r in rows])
+        return torch.stack([summed[:, s:e].sum(dim=1) for s, e in self.spans], dim=1)
 
 
 @dataclass(frozen=True)
@@ -109,6 +130,9 @@ class HeadAttention:
             ``"per_token"`` divides each chunk's sum by its tokens; all only when a pass has more than one
             window. The other strategies score like ``"per_window"``
             here (they change the windows, or re-score survivors in the scorer).
+        calibration: ``"subtract"`` (QRHead's: each chunk's score is its calibrated attention) or
+            ``"divide"`` (that score over the null query's attention mass on the chunk, which depends on
+            where the chunk is written far more than on what it says: a position-free lift).
 
     Example:
         >>> from qr_integrations import QRScorer
@@ -124,6 +148,7 @@ class HeadAttention:
     num_chunks: int
     layouts: tuple[tuple[WindowAttention, ...], ...]
     cross_window: str = "per_window"
+    calibration: str = "subtract"
 
     def rows_for(self, heads: HeadSpec) -> list[int]:
         """Row indices of ``heads`` (a head set or spec; ``"all"``: every row). Raises ``KeyError`` naming
@@ -154,6 +179,8 @@ class HeadAttention:
             for w in windows:
                 summed = w.vectors if rows is None else torch.stack([w.vectors[list(r)].sum(dim=0) for r in rows])
                 scores = chunk_scores(summed, w.spans, outlier_std)
+                if self.calibration == "divide":
+                    scores = scores / w.null_mass(rows).clamp(min=NULL_MASS_FLOOR)
                 if len(windows) > 1:
                     scores = normalize_window(scores, w.owners, self.cross_window, w.spans)
                 if out is None:
@@ -192,7 +219,8 @@ class HeadAttention:
     def compact(self) -> HeadAttention:
         """The same result keeping only tokens inside chunk spans (see :meth:`WindowAttention.compact`)."""
         return HeadAttention(self.query, self.heads, self.num_chunks,
-                             tuple(tuple(w.compact() for w in ws) for ws in self.layouts), self.cross_window)
+                             tuple(tuple(w.compact() for w in ws) for ws in self.layouts), self.cross_window,
+                             self.calibration)
 
 
 def normalize_window(scores: torch.Tensor, owners: Sequence[int], strategy: str,

@@ -17,8 +17,10 @@ from typing import Any
 
 import yaml
 
+from .aggregate import CALIBRATIONS
 from .heads import HeadSet, HeadSetError
 from .layout import LAYOUTS
+from .prior import PRIORS
 from .windows import CROSS_WINDOW_STRATEGIES
 
 
@@ -149,6 +151,19 @@ class ScorerConfig:
         quantize: ``None`` (the default) or ``"int8"``: dynamically quantised int8 linear layers, CPU only.
             Faster forward passes on the CPU at a small cost in agreement with float32 (measured in
             docs/benchmarks.md, "The single question, cheaper"); the attention itself stays float32.
+        cross_window: how scores of different windows of an input longer than one window are made
+            comparable (see :data:`~qr_integrations.core.windows.CROSS_WINDOW_STRATEGIES`).
+        calibration: how the null query's attention corrects the query's. ``"subtract"`` (the paper's):
+            a chunk scores its calibrated attention. ``"divide"``: that score over the null query's attention
+            mass on the chunk, which measures how much the question lifts attention above what the chunk
+            gets at its place anyway (position-free; no extra pass).
+        orders: how many prompt orders to read and average (1: the layout's order; K: K evenly spaced
+            rotations of it, K times the forward passes). Each chunk is then read at K places.
+        prior: ``"none"`` or ``"bm25"``: BM25 over the same chunks, fused with QRHead's scores (a weighted
+            mix of both scaled to [0, 1] within the query; see :mod:`qr_integrations.core.prior`). Scores
+            are then that mix, in [0, 1]. For chunks in no retriever's order; chunks from a retriever are
+            better fused with its own ranking (the adapters do).
+        prior_weight: QRHead's share of that mix, in [0, 1].
 
     Example:
         >>> cfg = ScorerConfig.from_dict({"heads": "all", "max_context_tokens": 4096})
@@ -172,6 +187,10 @@ class ScorerConfig:
     prefix_cache_mb: float = 0
     quantize: str | None = None
     cross_window: str = "overlap"
+    calibration: str = "subtract"
+    orders: int = 1
+    prior: str = "none"
+    prior_weight: float = 0.5
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, what: str) -> None:
@@ -202,6 +221,15 @@ class ScorerConfig:
         need(self.quantize in (None, "int8"), "quantize", "expected null (off) or 'int8' (CPU only)")
         need(isinstance(self.cross_window, str) and self.cross_window in CROSS_WINDOW_STRATEGIES, "cross_window",
              f"expected one of {list(CROSS_WINDOW_STRATEGIES)} (how windows of a long input are compared)")
+        need(isinstance(self.calibration, str) and self.calibration in CALIBRATIONS, "calibration",
+             f"expected one of {list(CALIBRATIONS)}")
+        need(self.calibration == "subtract" or self.calibrate, "calibration",
+             "'divide' divides by the null query's attention, so it needs calibrate: true")
+        need(type(self.orders) is int and 1 <= self.orders <= 16, "orders",
+             "expected an integer from 1 (one prompt order) to 16")
+        need(isinstance(self.prior, str) and self.prior in PRIORS, "prior", f"expected one of {list(PRIORS)}")
+        need(isinstance(self.prior_weight, (int, float)) and not isinstance(self.prior_weight, bool)
+             and 0.0 <= self.prior_weight <= 1.0, "prior_weight", "expected a number in [0, 1] (QRHead's share)")
         if self.heads is not None and not isinstance(self.heads, HeadSet):
             try:
                 parsed = HeadSet.parse(self.heads)
@@ -284,21 +312,31 @@ class ScorerConfig:
 #: Prompt layout for candidates that arrive best first (retriever output), unless a config names one.
 RANKED_INPUT_LAYOUT = "reversed"
 
+#: Settings for candidates that arrive best first, unless a config names them: the reversed layout, and none of
+#: the position corrections that the scorer's defaults apply to chunks in no retriever's order (the retriever's
+#: ranking is the prior there; the adapters fuse with it). These are the settings the retriever-order
+#: benchmarks measured (docs/benchmarks.md, "Adapters in retriever order").
+RANKED_INPUT: dict[str, Any] = {"layout": RANKED_INPUT_LAYOUT, "calibration": "subtract", "orders": 1, "prior": "none"}
+
 
 def config_for_ranked_input(source: ScorerConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None) -> ScorerConfig:
-    """``source`` loaded as a :class:`ScorerConfig`, with ``layout: reversed`` unless it names a layout.
+    """``source`` loaded as a :class:`ScorerConfig`, with the :data:`RANKED_INPUT` settings for any of them
+    it does not name (``layout: reversed``, no position corrections).
 
     For callers whose chunks arrive in a retriever's order, best first: the rerank server, Ray Data and
-    ``rank-file``. That is the adapters' situation too, and the reversed layout is what measured best there
+    ``rank-file``. That is the adapters' situation too, and these are the settings measured there
     (docs/benchmarks.md, "Adapters in retriever order"). A :class:`ScorerConfig` object is taken as it is.
 
     Example:
         >>> config_for_ranked_input({"heads": "all"}).layout, config_for_ranked_input("layout: input").layout
         ('reversed', 'input')
+        >>> config_for_ranked_input(None).orders, config_for_ranked_input({"orders": 2}).orders
+        (1, 2)
     """
     if isinstance(source, ScorerConfig):
         return source
     data = {} if source is None else read_config_mapping(source)
     flat = _strip_component_keys(data)
-    flat.setdefault("layout", RANKED_INPUT_LAYOUT)
+    for key, value in RANKED_INPUT.items():
+        flat.setdefault(key, value)
     return ScorerConfig.from_dict(flat)

@@ -20,6 +20,7 @@ import torch
 from .aggregate import HeadAttention, WindowAttention, final_scores, ranked, trimmed
 from .engine import ContextClosedError, HeadPlan, PreparedPrefix, shared_length
 from .layout import layout_orders
+from .prior import with_prior
 from .results import RankedResults, TrimResult
 from .windows import Window, capacity, plan_coverings, query_room, schedule, window_cost, window_progress
 
@@ -92,6 +93,7 @@ class PreparedContext:
         self.query_tokens = query_tokens
         self._lock = threading.RLock()
         self._counts: list[int] | None = None
+        self._texts = [(f"{t}\n{x}" if t else x) for t, x in self.chunks]
         self._closed = False
         builder = scorer.loaded.builder
         null_query = scorer.config.null_query
@@ -119,7 +121,7 @@ class PreparedContext:
         show = scorer.config.show_progress if show_progress is None else show_progress
         coverings = [
             (order, windows)
-            for order in layout_orders(len(self.chunks), layout)
+            for order in layout_orders(len(self.chunks), layout, scorer.config.orders)
             for windows in (plan_coverings(builder, [self.chunks[i] for i in order], cap, self.cross_window)
                             if self.chunks else [[]])
         ]
@@ -199,10 +201,12 @@ class PreparedContext:
                 )
             engine = self.scorer.engine
             layouts = tuple(
-                tuple(WindowAttention(owners, spans, engine.calibrated(prefix, span)) for owners, spans, prefix in ws)
+                tuple(WindowAttention(owners, spans, engine.calibrated(prefix, span), prefix.null)
+                      for owners, spans, prefix in ws)
                 for ws in self._windows
             )
-        return HeadAttention(query, self.heads, len(self.chunks), layouts, self.cross_window)
+        return HeadAttention(query, self.heads, len(self.chunks), layouts, self.cross_window,
+                             self.scorer.config.calibration)
 
     def score(self, query: str) -> list[float]:
         """One score per chunk, as ``scorer.score(query, chunks)`` gives them.
@@ -219,10 +223,12 @@ class PreparedContext:
             return []
         # under cross_window="tournament", rounds after the first run as plain passes (they depend on the query)
         heads = list(self.heads)
-        return final_scores(
-            self.head_attention(query), self.chunks, self.scorer.config.outlier_std,
+        cfg = self.scorer.config
+        scores = final_scores(
+            self.head_attention(query), self.chunks, cfg.outlier_std,
             lambda sub: self.scorer.head_attention(query, [c if t is None else (t, c) for t, c in sub], heads,
                                                    layout=self.layout))
+        return with_prior(scores, query, self._texts, cfg.prior, cfg.prior_weight)
 
     def rank(self, query: str, top_n: int | None = None) -> RankedResults:
         """The chunks best first for ``query``, as ``scorer.rank(query, chunks, top_n)``."""
@@ -239,7 +245,7 @@ class PreparedContext:
         _check_positive("max_tokens", max_tokens)
         _check_positive("top_n", top_n)
         query = _check_query(query)
-        texts = [(f"{t}\n{x}" if t else x) for t, x in self.chunks]
+        texts = self._texts
         scores = self.score(query)
         if self._counts is None:
             self._counts = [self.scorer.count_tokens(t) for t in texts]

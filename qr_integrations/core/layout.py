@@ -33,15 +33,40 @@ def check_layout(layout: object) -> str:
     return layout
 
 
-def layout_orders(n: int, layout: str) -> list[list[int]]:
+def rotations(order: list[int], orders: int) -> list[list[int]]:
+    """``order`` and ``orders - 1`` cyclic rotations of it, evenly spaced: rotation ``r`` starts at position
+    ``r * n // orders``, so every chunk is written at ``orders`` places spread over the prompt. Fewer when
+    the list is shorter than ``orders`` (a rotation is never repeated).
+
+    Example:
+        >>> rotations([0, 1, 2, 3], 2)
+        [[0, 1, 2, 3], [2, 3, 0, 1]]
+        >>> rotations([0, 1], 4)
+        [[0, 1], [1, 0]]
+    """
+    n = len(order)
+    shifts = sorted({(r * n) // orders for r in range(orders)}) if n else [0]
+    return [order[s:] + order[:s] for s in shifts]
+
+
+def layout_orders(n: int, layout: str, orders: int = 1) -> list[list[int]]:
     """The prompt orders a layout needs: each lists input indices in prompt position order.
+
+    ``orders`` > 1 adds evenly spaced rotations of each of the layout's orders (see :func:`rotations`):
+    each chunk is read at several places and its scores are averaged, which cancels the position bias
+    that a single order leaves in.
 
     Example:
         >>> layout_orders(3, "input"), layout_orders(3, "reversed")
         ([[0, 1, 2]], [[2, 1, 0]])
         >>> layout_orders(2, "both")
         [[0, 1], [1, 0]]
+        >>> layout_orders(4, "input", orders=2)
+        [[0, 1, 2, 3], [2, 3, 0, 1]]
     """
     forward = list(range(n))
     backward = forward[::-1]
-    return {"input": [forward], "reversed": [backward], "both": [forward, backward]}[check_layout(layout)]
+    base = {"input": [forward], "reversed": [backward], "both": [forward, backward]}[check_layout(layout)]
+    if orders == 1:
+        return base
+    return [rotated for order in base for rotated in rotations(order, orders)]

@@ -46,6 +46,7 @@ from .engine import ForwardEngine, HeadPlan, PrefixCache, PreparedPrefix, shared
 from .heads import HeadSet, HeadSpec, default_head_set_for
 from .layout import check_layout, layout_orders
 from .models import DeviceError, LoadedModel, load_model, locate_model, model_shape, resolve_device, resolve_dtype
+from .prior import with_prior
 from .prompt import Chunk, EncodedPrompt, normalize_chunk
 from .results import RankedResults, TrimResult
 from .windows import (
@@ -326,27 +327,28 @@ class QRScorer:
         room = self._room(query)
         layouts = []
 
-        def run(window: Window) -> tuple[torch.Tensor, EncodedPrompt] | None:
+        def run(window: Window) -> tuple[torch.Tensor, EncodedPrompt, torch.Tensor | None] | None:
             enc = builder.encode(query, [(u.title, u.text) for u in window], null_query=self.config.null_query)
             if len(enc.prefix_ids) + max(room, len(enc.query_ids)) > limit and len(window) > 1:
                 return None  # boundary tokenization overshot the window: halve it
             prefix = self._prefix(enc, self._shared_ids(enc.query_ids, enc.null_ids), plan)
-            return self.engine.calibrated(prefix, enc.query_ids), enc
+            return self.engine.calibrated(prefix, enc.query_ids), enc, prefix.null
 
-        for order in layout_orders(len(norm), layout):
+        for order in layout_orders(len(norm), layout, self.config.orders):
             for windows in self._plan_coverings([norm[i] for i in order], room):
                 progress = window_progress(sum(window_cost(w) for w in windows), len(windows),
                                            self.config.show_progress if show_progress is None else show_progress)
                 try:
                     scored = [
-                        WindowAttention(tuple(order[u.owner] for u in window), tuple(enc.chunk_spans), vectors)
-                        for window, (vectors, enc) in schedule(builder, windows, run, limit, progress)
+                        WindowAttention(tuple(order[u.owner] for u in window), tuple(enc.chunk_spans), vectors, null)
+                        for window, (vectors, enc, null) in schedule(builder, windows, run, limit, progress)
                     ]
                 finally:
                     if progress is not None:
                         progress.close()
                 layouts.append(tuple(scored))
-        return HeadAttention(query, plan.heads, len(norm), tuple(layouts), self.config.cross_window)
+        return HeadAttention(query, plan.heads, len(norm), tuple(layouts), self.config.cross_window,
+                             self.config.calibration)
 
     # ------------------------------------------------------------------ public API
     def head_attention(
@@ -402,8 +404,10 @@ class QRScorer:
                 show_progress: bool | None = None) -> list[float]:
         """:meth:`score` over normalized chunks (tournament rounds included)."""
         plan = self.head_plan()
-        return final_scores(self._attention(query, norm, plan, layout, show_progress), norm, self.config.outlier_std,
-                            lambda sub: self._attention(query, sub, plan, layout, show_progress))
+        cfg = self.config
+        scores = final_scores(self._attention(query, norm, plan, layout, show_progress), norm, cfg.outlier_std,
+                              lambda sub: self._attention(query, sub, plan, layout, show_progress))
+        return with_prior(scores, query, self._texts(norm), cfg.prior, cfg.prior_weight)
 
     def score_head_sets(
         self, query: str, chunks: Sequence[Chunk], head_sets: Sequence[HeadSpec], *, layout: str | None = None

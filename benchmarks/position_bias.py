@@ -1,0 +1,248 @@
+"""Position bias and its corrections, on candidates in no retriever's order.
+
+Every input is shuffled (seeded), so the order says nothing about relevance: what a trimmed document, a
+chat history or a row of a file looks like. One capture per input reads the chunks in 4 evenly spaced
+rotations of that order (``QRScorer(orders=4).head_attention``, which keeps each window's null-query
+attention); every correction is then derived from that one result with the library's own aggregation:
+
+* ``calibration``: ``subtract`` (QRHead's) or ``divide`` (by the null query's mass on the chunk);
+* ``orders``: 1, 2 or 4 rotations averaged (the first 1, 2 or 4 of the captured passes are exactly what
+  ``QRScorer(orders=K)`` reads: rotations are evenly spaced, so K=2 is passes 0 and 2);
+* ``prior``: none, or BM25 over the same chunks fused at QRHead weight 0.5 / 0.7 (``core.prior``).
+
+Datasets (``--dataset``):
+
+* ``hotpot``: 20 paragraphs per HotpotQA question (its 10, two of them gold, and 10 drawn from other
+  questions), ``--split dev`` = questions 0-49 (defaults are chosen here), ``test`` = 50-99 (reported);
+* ``hotpot_line``: the same pools, each paragraph cut to its first sentence (one line);
+* ``scifact``: the BM25 top 20 of SciFact test queries with a relevant abstract among them, abstracts up to
+  400 words, shuffled;
+* ``identical``: 5 copies of a gold paragraph among 5 distractors (the spread of the copies' scores).
+
+Reported: Recall@5/@2 (HotpotQA) or nDCG@10 (SciFact) against BM25 and dense (all-MiniLM-L6-v2) with
+paired randomization tests; the mean within-query z-scored score by prompt position (5 bins); how often a
+non-gold chunk written first or last reaches the top 3; the relative spread of identical chunks.
+
+Run (one thread each; captures are cached under benchmarks/.cache/position/, so a rerun only re-reports):
+    .venv/bin/python -m benchmarks.position_bias --dataset hotpot --split dev --limit 30 --threads 1
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks import harness as H
+from qr_integrations import QRScorer
+from qr_integrations.core.prior import bm25_scores, with_prior
+
+CAPTURED_ORDERS = 4
+SPLITS = {"dev": (0, 50), "test": (50, 100)}
+CONFIGS = [(cal, k, prior) for cal in ("subtract", "divide") for k in (1, 2, 4)
+           for prior in (("none", 1.0), ("bm25", 0.7), ("bm25", 0.5))]
+BASELINE = ("subtract", 1, ("none", 1.0))  # the scorer's defaults before this benchmark
+
+
+def config_name(cfg: tuple[str, int, tuple[str, float]]) -> str:
+    cal, k, (prior, w) = cfg
+    return f"{cal} K={k}" + ("" if prior == "none" else f" +bm25@{w}")
+
+
+def first_sentence(text: str) -> str:
+    m = re.match(r"(.+?[.!?])(\s|$)", text.strip())
+    return m.group(1) if m else text
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def hotpot_items(data_dir: Path, split: str, line: bool = False) -> list[dict[str, Any]]:
+    data = H.load_hotpot(data_dir / "hotpotqa" / "hotpotqa_train_100.paragraphs.json")
+    lo, hi = SPLITS[split]
+    items = []
+    for qi in range(lo, min(hi, len(data))):
+        ex = data[qi]
+        rng = random.Random(1000 + qi)
+        own = [(p["title"], p["paragraph_text"], int(bool(p["is_supporting"]))) for p in ex["paragraphs"]]
+        extra = []
+        for j in rng.sample([j for j in range(len(data)) if j != qi], 10):
+            p = rng.choice([p for p in data[j]["paragraphs"] if not p["is_supporting"]])
+            extra.append((p["title"], p["paragraph_text"], 0))
+        cands = own + extra
+        rng.shuffle(cands)
+        if line:
+            cands = [(t, first_sentence(x), g) for t, x, g in cands]
+        items.append({"qid": f"hotpot{qi}", "query": ex["question"], "chunks": [(t, x) for t, x, _ in cands],
+                      "gold": [g for *_, g in cands]})
+    return items
+
+
+def scifact_items(data_dir: Path, words: int = 400) -> list[dict[str, Any]]:
+    d = H.load_beir(data_dir / "scifact", "test")
+    cands = H.load_candidates(data_dir / "scifact" / "bm25_top100.test.jsonl")
+    items = []
+    for qid in sorted(d.qrels, key=int):
+        top = [doc for doc, _ in cands.get(qid, [])[:20]]
+        if not any(d.qrels[qid].get(doc, 0) > 0 for doc in top):
+            continue
+        random.Random(2000 + int(qid)).shuffle(top)
+        items.append({"qid": qid, "query": d.queries[qid], "ids": top,
+                      "chunks": [(d.corpus[doc][0], H.cut_words(d.corpus[doc][1], words)) for doc in top],
+                      "gold": [d.qrels[qid].get(doc, 0) for doc in top]})
+    return items
+
+
+def identical_items(data_dir: Path, n: int = 10) -> list[dict[str, Any]]:
+    data = H.load_hotpot(data_dir / "hotpotqa" / "hotpotqa_train_100.paragraphs.json")
+    items = []
+    for qi in range(SPLITS["test"][0], SPLITS["test"][0] + n):
+        ex = data[qi]
+        gold = next(p for p in ex["paragraphs"] if p["is_supporting"])
+        others = [p for p in ex["paragraphs"] if not p["is_supporting"]][:5]
+        chunks = [(gold["title"], gold["paragraph_text"])] * 5 + [(p["title"], p["paragraph_text"]) for p in others]
+        order = list(range(10))
+        random.Random(3000 + qi).shuffle(order)
+        items.append({"qid": f"ident{qi}", "query": ex["question"], "chunks": [chunks[i] for i in order],
+                      "gold": [int(i < 5) for i in order]})
+    return items
+
+
+# ---------------------------------------------------------------------------------------------- capture
+
+
+def capture(scorer: QRScorer, item: dict[str, Any], cache: Path) -> Any:
+    """The per-head attention of the item over 4 rotations (compact: chunk tokens only), cached."""
+    key = H.cache_key(item["query"], item["chunks"], scorer.config.to_json())
+    path = cache / f"{key}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=False)
+    att = scorer.head_attention(item["query"], item["chunks"]).compact()
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(att, path)
+    return att
+
+
+def derived_scores(att: Any, item: dict[str, Any], cfg: tuple[str, int, tuple[str, float]]) -> list[float]:
+    cal, k, (prior, w) = cfg
+    passes = att.layouts[:: CAPTURED_ORDERS // k]
+    view = dataclasses.replace(att, layouts=passes, calibration=cal)
+    scores = view.scores("all", 2.0)
+    texts = [f"{t}\n{x}" if t else x for t, x in item["chunks"]]
+    return with_prior(scores, item["query"], texts, prior, w)
+
+
+# ---------------------------------------------------------------------------------------------- measures
+
+
+def position_profile(scores: list[float], bins: int = 5) -> list[float]:
+    """Within-query z-scores averaged per prompt-position bin (position in the input order)."""
+    s = np.asarray(scores, dtype=float)
+    z = (s - s.mean()) / (s.std() + 1e-12)
+    n = len(s)
+    return [float(z[[i for i in range(n) if i * bins // n == b]].mean()) for b in range(bins)]
+
+
+def edge_in_top3(scores: list[float], gold: list[int]) -> tuple[float | None, float | None]:
+    top3 = set(sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:3])
+    first = None if gold[0] else float(0 in top3)
+    last = None if gold[-1] else float(len(scores) - 1 in top3)
+    return first, last
+
+
+def spread(scores: list[float], gold: list[int]) -> float:
+    copies = [s for s, g in zip(scores, gold, strict=True) if g]
+    top = max(abs(s) for s in copies) or 1.0
+    return (max(copies) - min(copies)) / top
+
+
+def main() -> None:
+    p = H.common_parser("position bias and its corrections on shuffled candidates")
+    p.add_argument("--dataset", choices=["hotpot", "hotpot_line", "scifact", "identical"], default="hotpot")
+    p.add_argument("--split", choices=list(SPLITS), default="dev", help="HotpotQA split (dev chooses, test reports)")
+    p.add_argument("--check", action="store_true", help="check one derived config against QRScorer's own call")
+    args = p.parse_args()
+    H.setup_torch(args.threads)
+    data_dir = H.resolve_data_dir(args.data_dir)
+    if args.dataset == "scifact":
+        items = scifact_items(data_dir)
+    elif args.dataset == "identical":
+        items = identical_items(data_dir)
+    else:
+        items = hotpot_items(data_dir, args.split, line=args.dataset == "hotpot_line")
+    items = items[: args.limit] if args.limit else items
+    model = H.resolve_model(args.model)
+    scorer = QRScorer(model, heads=args.heads, device="cpu", num_threads=args.threads, orders=CAPTURED_ORDERS,
+                      calibration="subtract", prior="none", layout="input")
+    cache = H.CACHE_DIR / "position" / H.model_tag(args.model)
+    atts = [capture(scorer, it, cache) for it in H.progress(items, desc=f"capturing {args.dataset}",
+                                                             disable=args.no_progress)]
+    split = args.split if args.dataset.startswith("hotpot") else "all"
+    name = f"position_{args.dataset}_{split}_{H.model_tag(args.model)}"
+
+    texts = [[f"{t}\n{x}" if t else x for t, x in it["chunks"]] for it in items]
+    scores = {config_name(c): [derived_scores(a, it, c) for a, it in zip(atts, items, strict=True)] for c in CONFIGS}
+    scores["BM25"] = [bm25_scores(it["query"], tx) for it, tx in zip(items, texts, strict=True)]
+    from benchmarks.methods import Dense
+
+    dense = Dense()
+    scores["dense"] = [dense.scores(it["query"], tx) for it, tx in zip(items, texts, strict=True)]
+
+    if args.check:
+        cfg = ("divide", 2, ("bm25", 0.5))
+        own = QRScorer(model, heads=args.heads, device="cpu", num_threads=args.threads, calibration="divide",
+                       orders=2, prior="bm25", prior_weight=0.5, layout="input")
+        direct = own.score(items[0]["query"], items[0]["chunks"])
+        derived = scores[config_name(cfg)][0]
+        gap = max(abs(a - b) for a, b in zip(direct, derived, strict=True))
+        print(f"derived vs QRScorer(...).score: max |diff| {gap:.2e}")
+        assert gap < 1e-4, "derived scores differ from the scorer's own"
+
+    qrels = {it["qid"]: {str(i): int(g) for i, g in enumerate(it["gold"]) if g} for it in items}
+    runs = {m: {it["qid"]: H.ranking_to_run([str(i) for i in range(len(s))], s) for it, s in zip(items, sl, strict=True)}
+            for m, sl in scores.items()}
+    metrics = ["ndcg@10", "recall@5"] if args.dataset == "scifact" else ["recall@5", "recall@2"]
+    main_metric = metrics[0]
+    rows, results = [], {}
+    for m, sl in scores.items():
+        mean, _ = H.evaluate(qrels, runs[m], metrics)
+        edges = [edge_in_top3(s, it["gold"]) for s, it in zip(sl, items, strict=True)]
+        first = [f for f, _ in edges if f is not None]
+        last = [x for _, x in edges if x is not None]
+        profile = np.mean([position_profile(s) for s in sl], axis=0).tolist()
+        spreads = [spread(s, it["gold"]) for s, it in zip(sl, items, strict=True)] if args.dataset == "identical" else []
+        results[m] = {**mean, "first_nongold_top3": float(np.mean(first)) if first else None,
+                      "last_nongold_top3": float(np.mean(last)) if last else None, "z_by_position": profile,
+                      "identical_spread": float(np.mean(spreads)) if spreads else None,
+                      "passes": next((k for c in CONFIGS if config_name(c) == m for k in [c[1]]), 0)}
+        rows.append([m, *[mean[x] for x in metrics], results[m]["first_nongold_top3"], results[m]["last_nongold_top3"],
+                     " ".join(f"{v:+.2f}" for v in profile), results[m]["identical_spread"], results[m]["passes"]])
+    headers = ["method", *metrics, "non-gold first in top 3", "non-gold last in top 3",
+               "mean z by position (first -> last fifth)", "identical spread", "passes"]
+    table = H.markdown_table(headers, rows)
+    tests = {}
+    for target in [config_name(c) for c in CONFIGS]:
+        t = H.paired_tests(qrels, {k: runs[k] for k in (target, "BM25", "dense", config_name(BASELINE))}, target, main_metric)
+        tests[target] = t
+    line = "\n\nPaired tests on " + main_metric + " (mean difference, p):\n\n" + "\n".join(
+        f"- {target}: " + "; ".join(f"vs {o} {t['mean_diff']:+.3f} ({H.format_p(t['p'])})" for o, t in tt.items())
+        for target, tt in tests.items())
+    payload = {"dataset": args.dataset, "split": split, "n": len(items), "metrics": metrics, "results": results,
+               "tests": tests}
+    chosen = [m for m in results if m.startswith("divide K=2")]
+    series = {m: results[m]["z_by_position"] for m in [config_name(BASELINE), *chosen[:1], "divide K=4"] if m in results}
+    img = H.line_plot([1, 2, 3, 4, 5], series, f"Score by prompt position ({args.dataset}, {split}, n={len(items)})",
+                      H.IMG_DIR / f"{name}.png", "prompt position (fifths, first -> last)",
+                      "mean within-query z-score", logx=False)
+    payload["plots"] = [str(img.relative_to(H.REPO_ROOT))]
+    H.write_results(name, payload, table + line)
+    print(table + line)
+
+
+if __name__ == "__main__":
+    main()

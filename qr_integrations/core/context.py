@@ -22,6 +22,7 @@ from .engine import ContextClosedError, HeadPlan, PreparedPrefix, shared_length
 from .layout import layout_orders
 from .prior import with_prior
 from .results import RankedResults, TrimResult
+from .validate import check_positive, check_query
 from .windows import Window, capacity, plan_coverings, query_room, schedule, window_cost, window_progress
 
 if TYPE_CHECKING:
@@ -184,9 +185,7 @@ class PreparedContext:
     # ------------------------------------------------------------------ questions
     def head_attention(self, query: str) -> HeadAttention:
         """The per-head calibrated attention of ``query`` over the chunks (see :class:`HeadAttention`)."""
-        from .scorer import _check_query
-
-        query = _check_query(query)
+        query = check_query(query)
         span = self.scorer.loaded.builder.query_span_ids(query)
         with self._lock:
             if self._closed:
@@ -232,19 +231,15 @@ class PreparedContext:
 
     def rank(self, query: str, top_n: int | None = None) -> RankedResults:
         """The chunks best first for ``query``, as ``scorer.rank(query, chunks, top_n)``."""
-        from .scorer import _check_positive
-
-        _check_positive("top_n", top_n)
+        check_positive("top_n", top_n)
         return ranked(query, self.chunks, self.score(query), top_n)
 
     def trim(self, query: str, max_tokens: int | None = None, top_n: int | None = None,
              keep_order: bool = True) -> TrimResult:
         """The chunks that matter for ``query`` within a budget, as ``scorer.trim(query, chunks, ...)``."""
-        from .scorer import _check_positive, _check_query
-
-        _check_positive("max_tokens", max_tokens)
-        _check_positive("top_n", top_n)
-        query = _check_query(query)
+        check_positive("max_tokens", max_tokens)
+        check_positive("top_n", top_n)
+        query = check_query(query)
         texts = self._texts
         scores = self.score(query)
         if self._counts is None:

@@ -344,7 +344,15 @@ def resolve_source(model: str | os.PathLike[str] | None, cache_dir: Path | None 
     return name, name
 
 
-def _decoder_layers(model: torch.nn.Module, num_layers: int) -> torch.nn.ModuleList:
+def decoder_layers(model: torch.nn.Module, num_layers: int) -> torch.nn.ModuleList:
+    """The ``ModuleList`` of ``num_layers`` decoder layers inside ``model`` (where hooks and early exits go).
+
+    Example:
+        >>> from qr_integrations import QRScorer
+        >>> lm = QRScorer().loaded
+        >>> len(decoder_layers(lm.model, lm.num_layers)) == lm.num_layers
+        True
+    """
     layers = getattr(model, "layers", None)
     if isinstance(layers, torch.nn.ModuleList) and len(layers) == num_layers:
         return layers
@@ -469,7 +477,7 @@ def _load(name: str, source: str, device: torch.device, dtype: torch.dtype, quan
     num_heads = int(text_cfg.num_attention_heads)
     num_kv = int(getattr(text_cfg, "num_key_value_heads", None) or num_heads)
     max_pos = int(getattr(text_cfg, "max_position_embeddings", 0) or 4096)
-    layers = _decoder_layers(model, num_layers)
+    layers = decoder_layers(model, num_layers)
     install_early_exit(layers)
     params = inspect.signature(model.forward).parameters
     cache_kwarg = "cache" if "cache" in params else "past_key_values"

@@ -60,9 +60,9 @@ class ReferenceScorer:
 
     def loaded_layers(self) -> torch.nn.ModuleList:
         """The eager model's decoder layers."""
-        from .models import _decoder_layers
+        from .models import decoder_layers
 
-        return _decoder_layers(self.model, self.loaded.num_layers)
+        return decoder_layers(self.model, self.loaded.num_layers)
 
     def score(
         self,

@@ -49,6 +49,7 @@ from .models import DeviceError, LoadedModel, load_model, locate_model, model_sh
 from .prior import with_prior
 from .prompt import Chunk, EncodedPrompt, normalize_chunk
 from .results import RankedResults, TrimResult
+from .validate import check_positive, check_query
 from .windows import (
     ScorerOutOfMemoryError,
     Unit,
@@ -72,19 +73,6 @@ __all__ = [
     "select_within_budget",
     "torch_threads",
 ]
-
-
-def _check_query(query: Any) -> str:
-    if not isinstance(query, str):
-        raise TypeError(f"query must be a string, got {type(query).__name__}")
-    if not query.strip():
-        raise ValueError("query is empty; pass the question or search text to score chunks against")
-    return query
-
-
-def _check_positive(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
 
 
 def check_config(config: ScorerConfig, heads: HeadSet | None = None) -> tuple[int, int] | None:
@@ -292,7 +280,7 @@ class QRScorer:
             [[0, 1, 2, 3, 4], [5], [2, 3, 4, 5, 0], [1]]
         """
         norm = self._normalize(chunks)
-        room = self._room(None if query is None else _check_query(query))
+        room = self._room(None if query is None else check_query(query))
         if not norm:
             return []
         coverings = self._plan_coverings(norm, room)
@@ -367,7 +355,7 @@ class QRScorer:
             >>> att.scores() == s.score("Which fruit has potassium?", ["Paris.", "Bananas have potassium."])
             True
         """
-        query = _check_query(query)
+        query = check_query(query)
         layout = self._layout(layout)
         norm = self._normalize(chunks)
         return self._attention(query, norm, self.head_plan(heads), layout)
@@ -393,7 +381,7 @@ class QRScorer:
             >>> QRScorer().score("capital of France?", ["Paris is the capital of France.", "Cats purr."])  # doctest: +SKIP
             [0.41..., 0.02...]
         """
-        query = _check_query(query)
+        query = check_query(query)
         layout = self._layout(layout)
         norm = self._normalize(chunks)
         if not norm:
@@ -420,7 +408,7 @@ class QRScorer:
         Example:
             >>> all_s, two = QRScorer().score_head_sets("q?", ["a", "b"], ["all", "3-1,12-4"])  # doctest: +SKIP
         """
-        query = _check_query(query)
+        query = check_query(query)
         layout = self._layout(layout)
         norm = self._normalize(chunks)
         lm = self.loaded
@@ -441,7 +429,7 @@ class QRScorer:
             >>> hs.scores.shape  # doctest: +SKIP
             torch.Size([270, 2])
         """
-        query = _check_query(query)
+        query = check_query(query)
         layout = self._layout(layout)
         norm = self._normalize(chunks)
         plan = self.head_plan(HeadSet.parse(heads))
@@ -460,7 +448,7 @@ class QRScorer:
             >>> r[0].index, r[0].rank  # doctest: +SKIP
             (1, 1)
         """
-        _check_positive("top_n", top_n)
+        check_positive("top_n", top_n)
         items_in = self._chunk_list(chunks)  # once: an iterator must not be consumed twice
         norm = self._normalize(items_in)
         scores = self.score(query, items_in, layout=layout)
@@ -487,9 +475,9 @@ class QRScorer:
             >>> QRScorer().trim("Which fruit has potassium?", doc, top_n=1).text  # doctest: +SKIP
             'Bananas are rich in potassium.'
         """
-        _check_positive("max_tokens", max_tokens)
-        _check_positive("top_n", top_n)
-        query = _check_query(query)
+        check_positive("max_tokens", max_tokens)
+        check_positive("top_n", top_n)
+        query = check_query(query)
         chunks = self._trim_chunks(text_or_chunks)
         norm = self._normalize(chunks)
         texts = self._texts(norm)
@@ -537,7 +525,7 @@ class QRScorer:
             ...     ctx.rank("Which fruit has potassium?").indices, ctx.rank("Where is the tower?").indices
             ([1, 0], [0, 1])
         """
-        _check_positive("query_tokens", query_tokens)
+        check_positive("query_tokens", query_tokens)
         chunks = self._trim_chunks(text_or_chunks)
         norm = self._normalize(chunks)
         return PreparedContext(self, norm, self.head_plan(heads), self._layout(layout),
@@ -571,7 +559,7 @@ class QRScorer:
             >>> [max(range(2), key=row.__getitem__) for row in out]
             [1, 0]
         """
-        queries = [_check_query(q) for q in self._chunk_list(queries, "queries")]
+        queries = [check_query(q) for q in self._chunk_list(queries, "queries")]
         lists = self._chunk_list(chunk_lists, "chunk_lists")
         if len(lists) != len(queries):
             raise ValueError(
@@ -629,7 +617,7 @@ class QRScorer:
             >>> [r.indices for r in s.rank_batch(["Which fruit?", "Which city?"], [chunks, chunks], top_n=1)]
             [[1], [0]]
         """
-        _check_positive("top_n", top_n)
+        check_positive("top_n", top_n)
         lists = [self._chunk_list(c) for c in self._chunk_list(chunk_lists, "chunk_lists")]
         scores = self.score_batch(queries, lists, layout=layout, show_progress=show_progress)
         return [ranked(q, self._normalize(c), s, top_n) for q, c, s in zip(queries, lists, scores, strict=True)]

@@ -1,0 +1,136 @@
+"""Position corrections (calibration, orders, prior) on the real embedded model, and the pure pieces alone.
+
+Chunks that arrive in no retriever's order (a document for ``trim``, a chat history, a row of a file) must
+be scored for what they say, not where they are written. These tests pin the corrections' mechanics
+(rotations, division by the null mass, the BM25 prior, prepared contexts equal to plain calls) and, on
+the real model at the defaults, that the gold chunk wins wherever it is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from qr_integrations import QRScorer, ScorerConfig
+from qr_integrations.core.aggregate import HeadAttention, WindowAttention
+from qr_integrations.core.config import RANKED_INPUT, ConfigError, config_for_ranked_input
+from qr_integrations.core.layout import layout_orders, rotations
+from qr_integrations.core.prior import bm25_scores, with_prior
+from qr_integrations.langchain import QRHeadDocumentCompressor
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+FAST_HEADS = "1-0,2-3,3-5"
+CHUNKS = [
+    "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France.",
+    "Bananas are an excellent source of potassium and vitamin B6.",
+    "The Great Wall of China stretches thousands of kilometres across northern China.",
+    "Python is a programming language created by Guido van Rossum and released in 1991.",
+    "Honey bees communicate the location of flowers with a waggle dance.",
+]
+QUERY = "Which fruit is rich in potassium?"
+
+
+def close(a: list[float], b: list[float]) -> bool:
+    top = max((abs(x) for x in b), default=0.0) or 1.0
+    return len(a) == len(b) and all(abs(x - y) <= 1e-5 * top for x, y in zip(a, b, strict=True))
+
+
+# ---------------------------------------------------------------- pure pieces
+def test_rotations_put_every_chunk_at_evenly_spaced_places() -> None:
+    for n in range(1, 12):
+        for k in (1, 2, 3, 4):
+            orders = rotations(list(range(n)), k)
+            assert len(orders) == min(n, k)
+            assert all(sorted(o) == list(range(n)) for o in orders)
+            # each chunk takes a different place in every rotation
+            assert all(len({o.index(c) for o in orders}) == len(orders) for c in range(n))
+    assert layout_orders(4, "reversed", 2) == [[3, 2, 1, 0], [1, 0, 3, 2]]
+    assert layout_orders(4, "both", 2) == [[0, 1, 2, 3], [2, 3, 0, 1], [3, 2, 1, 0], [1, 0, 3, 2]]
+
+
+def test_divide_scores_each_chunk_over_the_null_mass() -> None:
+    vectors = torch.tensor([[0.2, 0.2, 0.1, 0.1]])
+    null = torch.tensor([[0.4, 0.4, 0.05, 0.05]])
+    w = WindowAttention((0, 1), ((0, 2), (2, 4)), vectors, null)
+    att = HeadAttention("q", ((0, 0),), 2, ((w,),))
+    assert att.scores(outlier_std=None) == pytest.approx([0.4, 0.2])
+    assert dataclasses.replace(att, calibration="divide").scores(outlier_std=None) == pytest.approx([0.5, 2.0])
+    # the compact form keeps what dividing needs
+    assert dataclasses.replace(att.compact(), calibration="divide").scores(outlier_std=None) == pytest.approx([0.5, 2.0])
+    with pytest.raises(ValueError, match="calibrate=True"):
+        dataclasses.replace(att, calibration="divide", layouts=((WindowAttention((0, 1), w.spans, vectors),),)).scores()
+
+
+def test_the_bm25_prior_is_a_weighted_mix_in_unit_range() -> None:
+    texts = ["Paris is in France.", "Bananas have potassium.", "Potassium and bananas: bananas again."]
+    bm = bm25_scores("bananas potassium", texts)
+    assert bm[0] == 0.0 and bm[1] > 0 and bm[2] > 0
+    fused = with_prior([0.9, 0.1, 0.5], "bananas potassium", texts, "bm25", 0.5)
+    assert all(0.0 <= x <= 1.0 for x in fused) and all(type(x) is float for x in fused)
+    assert with_prior([0.9, 0.1, 0.5], "q", texts, "bm25", 1.0) == [1.0, 0.0, 0.5]  # QRHead alone, scaled
+    assert with_prior([0.3], "q", ["one"], "bm25", 0.5) == [0.3]  # nothing to rank against
+    assert with_prior([0.3, 0.2], "q", ["a", "b"], "none", 0.5) == [0.3, 0.2]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("calibration", "ratio", "calibration"), ("orders", 0, "orders"), ("orders", 2.0, "orders"),
+    ("prior", "dense", "prior"), ("prior_weight", 1.5, "prior_weight"),
+])
+def test_bad_correction_settings_name_the_key(key: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ScorerConfig.from_dict({key: value})
+    with pytest.raises(ConfigError, match="needs calibrate"):
+        ScorerConfig(calibrate=False, calibration="divide")
+
+
+def test_corrections_round_trip_through_config_files() -> None:
+    cfg = ScorerConfig(calibration="divide", orders=3, prior="bm25", prior_weight=0.6)
+    assert ScorerConfig.from_yaml(cfg.to_yaml()) == cfg and ScorerConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_ranked_input_keeps_the_retriever_order_settings() -> None:
+    ranked = config_for_ranked_input(None)
+    assert {k: getattr(ranked, k) for k in RANKED_INPUT} == RANKED_INPUT
+    assert config_for_ranked_input({"orders": 2, "prior": "bm25"}).orders == 2  # a config that names one wins
+    compressor = QRHeadDocumentCompressor()
+    assert {k: getattr(compressor.scorer_config, k) for k in ("calibration", "orders", "prior")} == {
+        k: RANKED_INPUT[k] for k in ("calibration", "orders", "prior")}
+    # a scorer handed to an adapter keeps its settings through the adapter's config
+    given = QRScorer(device="cpu", heads=FAST_HEADS, calibration="divide", orders=2)
+    assert QRHeadDocumentCompressor(scorer=given).scorer_config == given.config
+
+
+# ---------------------------------------------------------------- on the real model
+@pytest.fixture(scope="module")
+def corrected() -> QRScorer:
+    return QRScorer(device="cpu", heads=FAST_HEADS, calibration="divide", orders=2, prior="bm25")
+
+
+def test_orders_read_each_rotation_once(corrected: QRScorer) -> None:
+    att = corrected.head_attention(QUERY, CHUNKS)
+    assert len(att.layouts) == 2
+    assert [list(w.owners) for ws in att.layouts for w in ws] == [[0, 1, 2, 3, 4], [2, 3, 4, 0, 1]]
+    assert all(w.null is not None for ws in att.layouts for w in ws)
+
+
+def test_prepared_contexts_equal_plain_calls_under_every_correction(corrected: QRScorer) -> None:
+    windowed = QRScorer(config=corrected.config.replace(max_context_tokens=128))
+    for s in (corrected, windowed):
+        with s.context(CHUNKS) as ctx:
+            for q in (QUERY, "Where is the Eiffel Tower?"):
+                assert close(ctx.score(q), s.score(q, CHUNKS))
+                assert ctx.rank(q).indices == s.rank(q, CHUNKS).indices
+                assert ctx.trim(q, top_n=2).indices == s.trim(q, CHUNKS, top_n=2).indices
+        assert s.score_batch([QUERY, QUERY], [CHUNKS, CHUNKS[::-1]])[1] == s.score(QUERY, CHUNKS[::-1])
+
+
+def test_at_the_defaults_the_gold_chunk_wins_wherever_it_is_written(scorer: QRScorer, questions) -> None:
+    """Each hand-written question's gold chunk, moved through every position, ranks first every time."""
+    for query, chunks, gold in questions:
+        others = [c for i, c in enumerate(chunks) if i != gold]
+        for pos in range(len(chunks)):
+            placed = [*others[:pos], chunks[gold], *others[pos:]]
+            assert scorer.rank(query, placed).indices[0] == pos, (query, pos)

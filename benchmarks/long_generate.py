@@ -23,6 +23,7 @@ QRHead condition against the full context, the truncated one, BM25 and dense.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,6 +48,12 @@ def common_prefix(seqs: Sequence[Sequence[int]]) -> int:
     return n
 
 
+def cache_keyword(model: Any) -> str:
+    """The keyword that hands a KV cache to ``model``'s ``forward`` and ``generate``: ``cache`` where the installed
+    transformers has it (``past_key_values`` is deprecated there), else ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def prefix_generate(gen: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int, pad_id: int) -> list[tuple[list[int], float]]:
     """Greedy continuations of prompts that share a long prefix: the prefix runs once, its cache is reused.
 
@@ -60,15 +67,16 @@ def prefix_generate(gen: Any, prompts: Sequence[Sequence[int]], max_new_tokens: 
     out: list[tuple[list[int], float]] = []
     t0 = time.perf_counter()
     cache = DynamicCache()
+    key = cache_keyword(gen)
     with torch.inference_mode():
         if n:
-            gen(torch.tensor([list(prompts[0][:n])]), past_key_values=cache, use_cache=True)
+            gen(torch.tensor([list(prompts[0][:n])]), use_cache=True, **{key: cache})
         prefix_s = time.perf_counter() - t0
         for i, ids in enumerate(prompts):
             t = time.perf_counter()
             x = torch.tensor([list(ids)])
-            res = gen.generate(x, attention_mask=torch.ones_like(x), past_key_values=cache if n else None,
-                               max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id)
+            res = gen.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens, do_sample=False,
+                               pad_token_id=pad_id, **{key: cache if n else None})
             if n and cache.get_seq_length() > n:
                 cache.crop(n - cache.get_seq_length())  # a negative count: the tokens to drop
             out.append((res[0, len(ids):].tolist(), time.perf_counter() - t + (prefix_s if i == 0 else 0.0)))

@@ -36,12 +36,18 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .core.config import RANKED_INPUT_LAYOUT, ScorerConfig
 from .core.layout import LAYOUTS
 
 EXIT_BAD_INPUT = 2
+SCORE_NORMALIZATIONS = ("none", "minmax")  # qr_integrations.serving's (FastAPI is not needed for --help)
+EXIT_INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
 FORMATS = ("auto", "jsonl", "json", "text")
-LAYOUT_HELP = ("prompt order of the chunks: input (as given), reversed (the first chunk next to the query: for "
-               "best-first retriever output), both (two passes, averaged); default: the config's, else input")
+_LAYOUTS_HELP = ("prompt order of the chunks: input (as given), reversed (the first chunk next to the query: for "
+                 "best-first retriever output), both (two passes, averaged)")
+LAYOUT_HELP = f"{_LAYOUTS_HELP}; default: the config's, else {ScorerConfig().layout}"
+RANKED_LAYOUT_HELP = (f"{_LAYOUTS_HELP}; default: the config's, else {RANKED_INPUT_LAYOUT} (candidate lists come "
+                      "best first)")
 FORMAT_HELP = ("input format: jsonl (a JSON string or {\"text\", \"title\", \"id\"} object per line), json (an array of "
                "those), text (plain text), or auto: by file extension, else sniffed (default: auto)")
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".txt": "text", ".md": "text", ".text": "text"}
@@ -172,7 +178,7 @@ def _paragraphs(got: Input) -> list[str]:
 # ---------------------------------------------------------------------------------------------- model
 
 
-def _add_model_args(p: argparse.ArgumentParser, heads: bool = True) -> None:
+def _add_model_args(p: argparse.ArgumentParser, heads: bool = True, ranked: bool = False, serve: bool = False) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--config", default=None,
                    help="config file (.yaml/.json; an adapter's file works too: its own keys are skipped); flags override")
@@ -183,15 +189,48 @@ def _add_model_args(p: argparse.ArgumentParser, heads: bool = True) -> None:
     g.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, ... (default: auto)")
     g.add_argument("--dtype", default="auto", help="auto, float32, bfloat16, float16 (default: auto)")
     g.add_argument("--max-context-tokens", type=int, default=None, help="tokens per forward pass (windows beyond)")
-    g.add_argument("--layout", choices=LAYOUTS, default=None, help=LAYOUT_HELP)
+    g.add_argument("--layout", choices=LAYOUTS, default=None, help=RANKED_LAYOUT_HELP if ranked else LAYOUT_HELP)
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads for the forward passes (default: torch's)")
-    g.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+    if serve:
+        g.add_argument("--quiet", action="store_true", help="log warnings only (no line per request)")
+        g.add_argument("--progress", action="store_true", help="a progress bar on stderr for each request (default: off)")
+    else:
+        g.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+
+
+#: Checks of the flags shared by several commands: (flag, attribute, smallest value, what it must be).
+_FLAG_CHECKS = (
+    ("--threads", "threads", 1, "a positive integer"),
+    ("--max-context-tokens", "max_context_tokens", 128, "an integer >= 128"),
+    ("--top-n", "top_n", 1, "a positive integer"),
+    ("--max-tokens", "max_tokens", 1, "a positive integer"),
+    ("--top-k", "top_k", 1, "a positive integer"),
+    ("--prefix-cache-mb", "prefix_cache_mb", 0, "a number of MiB >= 0 (0 turns it off)"),
+    ("--max-documents", "max_documents", 1, "a positive integer"),
+    ("--max-body-mb", "max_body_mb", 1, "a positive integer"),
+    ("--replicas", "replicas", 1, "a positive integer"),
+    ("--actors", "actors", 1, "a positive integer"),
+    ("--gpus-per-actor", "gpus_per_actor", 0, "a number >= 0"),
+)
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Refuse out-of-range numeric flags with a message that names the flag (not the config key it sets).
+
+    Raises:
+        BadInputError: the first flag out of range.
+    """
+    for flag, attr, least, what in _FLAG_CHECKS:
+        value = getattr(args, attr, None)
+        if value is not None and value < least:
+            raise BadInputError(f"{flag} must be {what}, got {value}")
 
 
 def scorer_from_args(args: argparse.Namespace, heads: str | None = None) -> Any:
     """The :class:`QRScorer` the shared model flags (and ``--config``) describe; ``heads`` overrides ``--heads``."""
     from .core import QRScorer
 
+    check_flags(args)
     options: dict[str, Any] = {"show_progress": not args.quiet}
     if args.max_context_tokens is not None:
         options["max_context_tokens"] = args.max_context_tokens
@@ -278,7 +317,8 @@ def _serve_settings(args: argparse.Namespace) -> Any:
 
     key = args.api_key or os.environ.get(API_KEY_ENV) or None
     try:
-        return ServeSettings(api_key=key, max_documents=args.max_documents, max_body_bytes=args.max_body_mb * 2**20)
+        return ServeSettings(api_key=key, max_documents=args.max_documents, max_body_bytes=args.max_body_mb * 2**20,
+                             score_normalization=args.score_normalization)
     except ValueError as exc:
         raise BadInputError(str(exc)) from exc
 
@@ -286,8 +326,28 @@ def _serve_settings(args: argparse.Namespace) -> Any:
 def serve_config_from_args(args: argparse.Namespace) -> Any:
     """The scorer config of ``serve`` and ``rank-file``: ``--config``, the model flags over it, and the
     reversed layout unless one of them names a layout (their chunks come best first)."""
-    from .core.config import config_for_ranked_input, read_config_mapping
+    from .core.config import config_for_ranked_input
 
+    data = config_mapping_from_args(args)
+    if args.command == "serve":
+        from .serving import serving_config
+
+        return serving_config(data)
+    return config_for_ranked_input(data)
+
+
+def config_mapping_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The config mapping of ``serve`` and ``rank-file`` as the user gave it: ``--config`` with the model
+    flags over it. Keys that neither names are left out, so each route can fill them in for its input
+    (candidate lists: :func:`~qr_integrations.core.config.config_for_ranked_input`; texts: the scorer's
+    defaults).
+
+    Progress bars: ``serve`` shows one per request only with ``--progress``; ``rank-file`` keeps its row bar
+    alone (no per-row window bars) unless stderr is a terminal, so logs hold one bar, without cursor escapes.
+    """
+    from .core.config import read_config_mapping
+
+    check_flags(args)
     data: dict[str, Any] = read_config_mapping(args.config) if args.config else {}
     for key, value in (("model", args.model), ("heads", getattr(args, "heads", None)),
                        ("max_context_tokens", args.max_context_tokens), ("layout", args.layout),
@@ -297,14 +357,13 @@ def serve_config_from_args(args: argparse.Namespace) -> Any:
     for key, value, default in (("device", args.device, "auto"), ("dtype", args.dtype, "auto")):
         if value != default or key not in data:
             data[key] = value
-    data["show_progress"] = not args.quiet
+    if args.command == "serve":
+        data["show_progress"] = bool(args.progress)
+    else:
+        data["show_progress"] = not args.quiet and sys.stderr.isatty()
     if getattr(args, "prefix_cache_mb", None) is not None:
         data["prefix_cache_mb"] = args.prefix_cache_mb
-    if args.command == "serve":
-        from .serving import serving_config
-
-        return serving_config(data)
-    return config_for_ranked_input(data)
+    return data
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -314,7 +373,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from .serving import create_app
     except ImportError as exc:
         raise BadInputError(f"serve needs the serve extra: pip install 'qr-integrations[serve]' ({exc})") from exc
-    config = serve_config_from_args(args)
+    config = config_mapping_from_args(args)  # each route fills in the rest for its input (create_app)
     settings = _serve_settings(args)
     if args.ray:
         try:
@@ -334,17 +393,33 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                   blocking=True)
         return 0
     app = create_app(config, settings=settings)
-    print(f"qr-integrations serve: {app.state.service.model_name} on http://{args.host}:{args.port} "
-          f"(layout {config.layout}{', API key required' if settings.api_key else ''})", file=sys.stderr)
+    service = app.state.service
+    print(f"qr-integrations serve: {service.model_name} on http://{args.host}:{args.port} (layout "
+          f"{service.scorer.config.layout}, /trim {service.text_scorer.config.layout}; scores "
+          f"{'raw' if settings.score_normalization == 'none' else settings.score_normalization}"
+          f"{', API key required' if settings.api_key else ''})", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
     return 0
 
 
 def _cmd_rank_file(args: argparse.Namespace) -> int:
+    try:
+        return _rank_file(args)
+    except KeyboardInterrupt:
+        # Ctrl-C: one line, not a traceback; the rows written so far are kept, and a rerun resumes after them
+        if args.ray:
+            message = "interrupted; --ray runs start afresh: run the same command with --overwrite"
+        else:
+            from .rankfile import rows_written
+
+            message = f"interrupted after {rows_written(args.output)} rows; run the same command again to resume"
+        print(message, file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _rank_file(args: argparse.Namespace) -> int:
     from .rankfile import RowError, rank_file
 
-    if args.top_n is not None and args.top_n < 1:
-        raise BadInputError(f"--top-n must be a positive integer, got {args.top_n}")
     config = serve_config_from_args(args)
     try:
         if args.ray:
@@ -385,6 +460,31 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (subcommands register themselves here)."""
+    return _build_parsers()[0]
+
+
+def unknown_flags_message(extra: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """argparse's "unrecognized arguments" message, with a "did you mean" hint for each mistyped flag among
+    ``parser``'s own.
+
+    Example:
+        >>> unknown_flags_message(["--topn", "3"], build_parser()._subparsers._group_actions[0].choices["rank"])
+        'unrecognized arguments: --topn 3 (did you mean --top-n?)'
+    """
+    import difflib
+
+    known = sorted({o for action in parser._actions for o in action.option_strings if o.startswith("--")})
+    hints = []
+    for arg in extra:
+        if arg.startswith("--"):
+            close = difflib.get_close_matches(arg.split("=", 1)[0], known, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"did you mean {close[0]}?")
+    return f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(hints)})" if hints else "")
+
+
+def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each subcommand's parser by name."""
     parser = argparse.ArgumentParser(
         prog="qr-integrations",
         description="Score, rank and trim context chunks with a decoder LLM's query-focused retrieval heads (QRHead).",
@@ -434,8 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="serve re-ranking over HTTP (TEI, Infinity, Jina and Cohere rerank APIs, /trim)",
         description="Run the rerank server: POST /rerank (TEI or Infinity), /v1/rerank (Jina, Cohere v1), "
-        "/v2/rerank (Cohere v2), /trim; GET /health, /info. Chunks are taken to come best first (layout: "
-        "reversed) unless --layout or the config says otherwise. See docs/serving.md.",
+        "/v2/rerank (Cohere v2), /trim; GET /health, /info. Candidate lists are taken to come best first (layout: "
+        "reversed) unless --layout or the config says otherwise; /trim reads a text as 'trim' does (the scorer's "
+        "defaults). See docs/serving.md.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
@@ -446,10 +547,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--prefix-cache-mb", type=float, default=None,
                        help="MiB of prepared prefixes kept, so requests over the same documents cost only their query "
                        "(default: the config's, else 512; 0 is off)")
+    serve.add_argument("--score-normalization", choices=SCORE_NORMALIZATIONS, default="none",
+                       help="none: QRHead's raw scores; minmax: each request's scores scaled to [0, 1] (best 1, worst "
+                       "0) for clients that expect [0, 1]; TEI's and Infinity's raw_scores: true still gets raw "
+                       "scores (default: none)")
     serve.add_argument("--ray", action="store_true", help="run on Ray Serve instead of one uvicorn process")
     serve.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas, one model each (default: 1)")
     serve.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
-    _add_model_args(serve)
+    _add_model_args(serve, ranked=True, serve=True)
 
     rank_file = sub.add_parser(
         "rank-file",
@@ -468,14 +573,17 @@ def build_parser() -> argparse.ArgumentParser:
     rank_file.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
     rank_file.add_argument("--actors", type=int, default=1, help="Ray Data actors, one model each (default: 1)")
     rank_file.add_argument("--gpus-per-actor", type=float, default=0, help="GPUs per Ray actor (default: 0)")
-    _add_model_args(rank_file)
-    return parser
+    _add_model_args(rank_file, ranked=True)
+    return parser, {"rank": rank, "trim": trim, "detect": detect, "serve": serve, "rank-file": rank_file}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qr-integrations`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser, commands = _build_parsers()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the subcommand's usage and a hint, not the top-level usage (exits with status 2)
+        target = commands.get(args.command or "", parser)
+        target.error(unknown_flags_message(extra, target))
     if not args.command:
         parser.print_help()
         return EXIT_BAD_INPUT

@@ -223,6 +223,24 @@ def rank_file(
     return RankFileSummary(rows=total, scored=scored, resumed=done, output=out_name)
 
 
+def rows_written(out_path: str | os.PathLike[str]) -> int:
+    """Complete rows a run of :func:`rank_file` into ``out_path`` has written so far (what a rerun resumes after):
+    those of ``OUT.partial.jsonl`` for a Parquet output still under way, of a finished Parquet file, or of the
+    JSONL output; 0 when there is none yet.
+
+    Example:
+        >>> rows_written("/nonexistent/out.jsonl")
+        0
+    """
+    name = os.fspath(out_path)
+    if file_format(name) == "jsonl":
+        return _done_rows(Path(name))
+    partial = Path(name + ".partial.jsonl")
+    if partial.exists() or not Path(name).exists():
+        return _done_rows(partial)
+    return count_rows(name)
+
+
 def _last_id(partial: Path) -> Any:
     with open(partial, encoding="utf-8") as fh:
         last = None

@@ -4,7 +4,8 @@ Needs the ``ray`` extra: ``pip install 'qr-integrations[ray]'`` (``ray[data,serv
 and each Ray Data actor loads one model; the work is spread by Ray, not by this module.
 
 Chunks are taken to arrive best first (retriever output), so the prompt layout is ``reversed`` unless the
-config names one (:func:`qr_integrations.core.config.config_for_ranked_input`). Ray starts actors with
+config names one (:func:`qr_integrations.core.config.config_for_ranked_input`); the server's ``/trim`` reads
+texts with the scorer's defaults, as in :func:`qr_integrations.serving.create_app`. Ray starts actors with
 ``OMP_NUM_THREADS=1``; set ``num_threads`` in the config to pin torch's threads (the count changes the last
 digits of scores).
 
@@ -31,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("qr_integrations.ray needs Ray: pip install 'qr-integrations[ray]'") from exc
 
 from .core import QRScorer, ScorerConfig
-from .core.config import config_for_ranked_input
+from .core.config import config_for_ranked_input, read_config_mapping
 from .rankfile import RANKING_COLUMN, SCORES_COLUMN, plain, ranking_of
 
 ConfigSource = ScorerConfig | Mapping[str, Any] | str | os.PathLike[str] | None
@@ -62,6 +63,19 @@ def start_local_ray(num_cpus: int | None = None, object_store_mb: int = 256, **i
 
 def _config_dict(config: ConfigSource) -> dict[str, Any]:
     return config_for_ranked_input(config).to_dict()
+
+
+def _serve_config(config: ConfigSource) -> dict[str, Any]:
+    """The config a Serve replica builds its app from: checked here, on the driver, but passed as the user
+    gave it, so that each route fills in what it does not name for its own input (candidate lists: the
+    ranked-input settings; ``/trim``: the scorer's defaults). A :class:`ScorerConfig` names every key."""
+    from .serving import serving_config, text_serving_config
+
+    if isinstance(config, ScorerConfig):
+        return config.to_dict()
+    data = {} if config is None else read_config_mapping(config)
+    serving_config(data), text_serving_config(data)  # a bad key or value fails now, not in every replica
+    return data
 
 
 # ------------------------------------------------------------------------------------------ Ray Serve
@@ -118,8 +132,9 @@ def serve_app(
     deployment = deployment.options(
         name="qr-integrations", num_replicas=num_replicas, ray_actor_options=options, **(deployment_options or {})
     )
-    fields = {k: getattr(settings, k) for k in ("api_key", "max_documents", "max_body_bytes", "model_name")}
-    return deployment.bind(_config_dict(config), fields)
+    fields = {k: getattr(settings, k) for k in ("api_key", "max_documents", "max_body_bytes", "model_name",
+                                                "score_normalization")}
+    return deployment.bind(_serve_config(config), fields)
 
 
 # ------------------------------------------------------------------------------------------ Ray Data

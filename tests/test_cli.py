@@ -164,3 +164,45 @@ def test_detect_takes_the_shared_model_flags_and_config(tiny_model: str, tmp_pat
     assert code == 2 and "does not exist" in err
     code, _, err = run(["detect", "--model", "/nope/model", "--data", str(data), "--out", str(out)], capsys)
     assert code == 2 and "model path '/nope/model' does not exist" in err
+
+
+def test_a_mistyped_flag_shows_the_subcommand_usage_and_a_hint(files: dict[str, Path], capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["rank", "-q", QUERY, "-c", str(files["jsonl"]), "--topn", "3"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert err.startswith("usage: qr-integrations rank ")  # the subcommand's usage, not the top level's
+    assert "unrecognized arguments: --topn 3 (did you mean --top-n?)" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["rank", "-q", QUERY, "-c", "chunks.jsonl", "--threads", "0"], "--threads must be a positive integer, got 0"),
+        (["rank", "-q", QUERY, "-c", "chunks.jsonl", "--top-n", "0"], "--top-n must be a positive integer, got 0"),
+        (["trim", "-q", QUERY, "-t", "chunks.jsonl", "--max-tokens", "0"], "--max-tokens must be"),
+        (["trim", "-q", QUERY, "-t", "chunks.jsonl", "--max-context-tokens", "64"], "--max-context-tokens must be"),
+        (["serve", "--max-documents", "0"], "--max-documents must be a positive integer"),
+        (["serve", "--max-body-mb", "0"], "--max-body-mb must be a positive integer"),
+        (["rank-file", "in.jsonl", "out.jsonl", "--actors", "0"], "--actors must be a positive integer"),
+    ],
+)
+def test_messages_name_the_flag_not_the_config_key(argv: list[str], flag: str, files: dict[str, Path], capsys) -> None:
+    argv = [str(files["jsonl"]) if a == "chunks.jsonl" else a for a in argv]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and flag in err
+    for config_speak in ("num_threads", "top_n", "max_tokens", "max_context_tokens", "max_documents", "None", "null",
+                         "config key"):
+        assert config_speak not in err
+
+
+def test_layout_help_says_the_real_default(capsys) -> None:
+    from qr_integrations import ScorerConfig
+
+    for command, default in (("serve", "reversed"), ("rank-file", "reversed"), ("rank", ScorerConfig().layout),
+                             ("trim", ScorerConfig().layout)):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert f"default: the config's, else {default}" in text, command
+        assert "else input" not in text or default == "input"

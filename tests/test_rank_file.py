@@ -4,6 +4,11 @@ that stopped (a torn last line included), and errors that name the row."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +16,7 @@ import pytest
 
 from qr_integrations import QRScorer
 from qr_integrations.cli import main
+from qr_integrations.core.config import config_for_ranked_input
 from qr_integrations.rankfile import rank_file, ranking_of
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -33,7 +39,8 @@ def rows() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def reference() -> QRScorer:
-    return QRScorer(device="cpu", layout="reversed", num_threads=1)
+    """What rank-file runs: the ranked-input settings (candidates come best first), one thread."""
+    return QRScorer(config=config_for_ranked_input({"device": "cpu", "num_threads": 1}))
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -116,3 +123,40 @@ def test_unknown_file_types_and_missing_input(tmp_path: Path, capsys: pytest.Cap
     assert "use .jsonl or .parquet" in capsys.readouterr().err
     assert main(["rank-file", str(tmp_path / "missing.jsonl"), str(tmp_path / "out.jsonl"), *FLAGS]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def rank_file_process(src: Path, dst: Path, *flags: str) -> subprocess.Popen[str]:
+    """``qr-integrations rank-file`` as its own process, stderr a pipe (not a terminal, as in a log file)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.Popen([sys.executable, "-m", "qr_integrations.cli", "rank-file", str(src), str(dst), "--device",
+                             "cpu", "--threads", "1", *flags], env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def test_ctrl_c_prints_one_line_and_a_rerun_resumes(tmp_path: Path, rows: list[dict[str, Any]]) -> None:
+    many = [dict(r, id=f"{r['id']}-{k}") for k in range(40) for r in rows]
+    src, dst = write_jsonl(tmp_path / "in.jsonl", many), tmp_path / "out.jsonl"
+    proc = rank_file_process(src, dst, "--quiet")
+    deadline = time.monotonic() + 240
+    while not (dst.exists() and dst.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    done = len(read_jsonl(dst))
+    assert proc.returncode == 130 and 2 <= done < len(many)
+    assert err.strip().splitlines() == [f"interrupted after {done} rows; run the same command again to resume"]
+    assert "Traceback" not in err
+
+
+def test_one_bar_without_cursor_escapes_when_stderr_is_no_terminal(tmp_path: Path, rows: list[dict[str, Any]]) -> None:
+    # chunks long enough for several windows a row: the scorer's own bar would nest under the row bar
+    long_rows = [{"id": i, "query": "Which fruit has potassium?", "chunks": [" ".join(["filler text"] * 200)] * 6}
+                 for i in range(2)]
+    src = write_jsonl(tmp_path / "in.jsonl", long_rows)
+    proc = rank_file_process(src, tmp_path / "out.jsonl", "--max-context-tokens", "512")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    assert "\x1b[A" not in err  # what nested bars write to move the cursor up
+    assert "rank-file" in err and "2/2" in err  # the row bar is kept
+    assert "scoring" not in err  # no per-row window bar

@@ -4,18 +4,22 @@ the cohere SDK) pointed at a real ``qr-integrations serve`` on 127.0.0.1; their 
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from qr_integrations import QRScorer
+from qr_integrations.cli import main
+from qr_integrations.core.config import config_for_ranked_input
 
 pytestmark = [pytest.mark.allow_hosts(["127.0.0.1"]), pytest.mark.usefixtures("one_torch_thread")]
 
@@ -36,13 +40,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    """A real ``qr-integrations serve`` process: API key, one thread, at most 20 documents, 1 MiB bodies."""
+def start_server(log: Path, *flags: str) -> Iterator[str]:
+    """A real ``qr-integrations serve`` process on a free port, its stdout and stderr in ``log``."""
     port = free_port()
     cmd = [sys.executable, "-m", "qr_integrations.cli", "serve", "--port", str(port), "--device", "cpu",
-           "--threads", "1", "--quiet", "--api-key", KEY, "--max-documents", "20", "--max-body-mb", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           "--threads", "1", *flags]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240
     while True:
@@ -53,7 +57,7 @@ def server() -> Iterator[str]:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError(f"server did not start: {proc.stdout.read() if proc.stdout else ''}")
+            raise RuntimeError(f"server did not start: {log.read_text()}")
         time.sleep(0.5)
     yield url
     proc.terminate()
@@ -64,9 +68,33 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serve") / "serve.log"
+
+
+@pytest.fixture(scope="module")
+def server(server_log: Path) -> Iterator[str]:
+    """``qr-integrations serve`` at its defaults but for an API key, one thread, at most 20 documents, 1 MiB bodies."""
+    yield from start_server(server_log, "--api-key", KEY, "--max-documents", "20", "--max-body-mb", "1")
+
+
+@pytest.fixture(scope="module")
+def minmax_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same server, open, with ``--score-normalization minmax``."""
+    yield from start_server(tmp_path_factory.mktemp("serve") / "minmax.log", "--quiet", "--score-normalization", "minmax")
+
+
+@pytest.fixture(scope="module")
 def reference() -> QRScorer:
-    """What the server runs: the embedded model, reversed layout (its default for best-first input), 1 thread."""
-    return QRScorer(device="cpu", layout="reversed", num_threads=1)
+    """What the server runs for candidate lists: the embedded model, the ranked-input settings (the reversed
+    layout: candidates come best first), 1 thread."""
+    return QRScorer(config=config_for_ranked_input({"device": "cpu", "num_threads": 1}))
+
+
+@pytest.fixture(scope="module")
+def text_reference() -> QRScorer:
+    """What the server runs for ``/trim``: the scorer's own defaults, as ``qr-integrations trim``, 1 thread."""
+    return QRScorer(device="cpu", num_threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -157,15 +185,30 @@ def test_infinity_and_tei_wire_formats(server: str, expected: list[tuple[int, fl
     assert all("document" not in r for r in bare["results"])
 
 
-def test_trim_endpoint_equals_scorer(server: str, reference: QRScorer) -> None:
+def test_trim_endpoint_equals_scorer(server: str, text_reference: QRScorer) -> None:
     text = "\n\n".join(DOCS)
     got = httpx.post(f"{server}/trim", headers=auth(), json={"query": QUERY, "text": text, "top_n": 1}).json()
-    want = reference.trim(QUERY, text, top_n=1).to_dict()
+    want = text_reference.trim(QUERY, text, top_n=1).to_dict()
     assert got["text"] == want["text"] == DOCS[GOLD]
     assert got["all_scores"] == pytest.approx(want["all_scores"], rel=1e-6)
     chunks = httpx.post(f"{server}/trim", headers=auth(), json={
         "query": QUERY, "chunks": [{"text": DOCS[0], "title": None}, DOCS[GOLD]], "max_tokens": 20}).json()
     assert [c["index"] for c in chunks["chunks"]] == [1]
+
+
+def test_trim_endpoint_and_trim_command_score_a_text_alike(server: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A text has no retriever order: ``POST /trim`` and ``qr-integrations trim`` read it in one layout (the
+    scorer's default) and give the same JSON."""
+    text = "\n\n".join([*DOCS[::-1], "Apples are a fruit too, with some potassium."])
+    (tmp_path / "report.txt").write_text(text)
+    assert main(["trim", "-q", QUERY, "-t", str(tmp_path / "report.txt"), "--top-n", "2", "--json", "--device", "cpu",
+                 "--threads", "1", "--quiet"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    got = httpx.post(f"{server}/trim", headers=auth(), json={"query": QUERY, "text": text, "top_n": 2}).json()
+    assert got["all_scores"] == pytest.approx(cli["all_scores"], rel=1e-6, abs=1e-9)
+    assert [c["index"] for c in got["chunks"]] == [c["index"] for c in cli["chunks"]]
+    assert got["text"] == cli["text"]
 
 
 def test_same_documents_reuse_the_prepared_prefix(server: str, reference: QRScorer) -> None:
@@ -185,6 +228,7 @@ def test_health_and_info(server: str) -> None:
     assert httpx.get(f"{server}/health").json() == {"status": "ok"}
     info = httpx.get(f"{server}/info", headers=auth()).json()
     assert info["model"] == "smollm2-135m-instruct" and info["layout"] == "reversed"
+    assert info["trim_layout"] == QRScorer().config.layout and info["score_normalization"] == "none"
     assert info["heads"]["name"] == "smollm2-135m-instruct-mix" and info["window_tokens"] == 8192
     assert info["max_documents"] == 20 and info["auth"] is True
 
@@ -199,12 +243,25 @@ def test_health_and_info(server: str) -> None:
         ("/v2/rerank", b"", 400, "empty request body"),
         ("/v2/rerank", b"[1, 2]", 400, "JSON object"),
         ("/v2/rerank", {"documents": DOCS}, 400, '"query"'),
-        ("/v2/rerank", {"query": QUERY, "documents": "one string"}, 400, '"documents" must be a list'),
+        ("/v2/rerank", {"query": QUERY, "documents": "one string"}, 400, '"documents" must be an array'),
         ("/v2/rerank", {"query": QUERY, "documents": [{"title": "no text"}]}, 400, '"documents"[0]'),
         ("/v2/rerank", {"query": QUERY, "documents": DOCS, "top_n": -1}, 400, '"top_n"'),
         ("/v1/rerank", {"query": QUERY, "documents": DOCS, "return_documents": "yes"}, 400, '"return_documents"'),
         ("/rerank", {"query": QUERY}, 400, '"texts"'),
         ("/rerank", {"query": QUERY, "texts": [None]}, 400, '"texts"[0]'),
+        ("/rerank", {"query": QUERY, "texts": DOCS, "documents": DOCS}, 400, "not both"),
+        ("/rerank", {"query": QUERY, "texts": [None]}, 400, '"texts"[0] must be a string, got null'),
+        ("/v2/rerank", {"query": None, "documents": DOCS}, 400, '"query" must be a non-empty string, got null'),
+        ("/v2/rerank", {"query": True, "documents": DOCS}, 400, "got true"),
+        ("/v2/rerank", {"query": QUERY, "documents": DOCS, "top_n": True}, 400, '"top_n" must be a positive integer '
+         "or null, got true"),
+        ("/v1/rerank", {"query": QUERY, "documents": [{"title": "no text"}]}, 400,
+         '"documents"[0] must be a string or an object with a "text" string, got an object without a "text" string'),
+        ("/v2/rerank", {"query": QUERY, "documents": {"a": "b"}}, 400, '"documents" must be an array of strings, got an '
+         "object"),
+        ("/trim", {"query": QUERY, "text": False}, 400, '"text" must be a string, got false'),
+        ("/trim", {"query": QUERY, "chunks": [{"text": "a", "title": 3}]}, 400, 'whose "title" is 3'),
+        ("/v2/rerank", b"[1, 2]", 400, "must be a JSON object, got an array"),
         ("/v2/rerank", {"query": QUERY, "documents": ["x"] * 21}, 413, "limit of 20"),
         ("/v2/rerank", {"query": QUERY, "documents": ["x" * 600_000, "y" * 600_000]}, 413, "over the limit"),
         ("/trim", {"query": QUERY}, 400, 'exactly one of "text"'),
@@ -219,6 +276,8 @@ def test_bad_requests_get_a_4xx_that_says_why(server: str, path: str, body: Any,
     r = httpx.post(f"{server}{path}", headers=auth(), timeout=60, **kwargs)
     assert r.status_code == status, r.text
     assert says in r.json()["message"]
+    for python_speak in ("NoneType", "None", "True", "False", "dict", "bool", "list"):  # JSON's words, not Python's
+        assert python_speak not in r.json()["message"]
 
 
 def test_server_keeps_serving_after_bad_requests(server: str, expected: list[tuple[int, float]]) -> None:
@@ -256,6 +315,49 @@ def test_concurrent_requests_get_their_own_answers(server: str, reference: QRSco
         same(answer, [(x.index, x.score) for x in reference.rank(q, docs)])
 
 
+def test_the_server_is_quiet_by_default(server: str, server_log: Path) -> None:
+    r = httpx.post(f"{server}/v2/rerank", headers=auth(), json={"query": "Where do bees dance?", "documents": DOCS})
+    assert r.status_code == 200
+    log = server_log.read_text()
+    assert "qr-integrations serve:" in log and "POST /v2/rerank" in log  # its start line and uvicorn's access log
+    assert "it/s" not in log and "tok/s" not in log and "scoring" not in log  # no progress bar per request
+
+
+def test_serve_shows_progress_bars_only_when_asked() -> None:
+    from qr_integrations.cli import build_parser, config_mapping_from_args
+
+    assert config_mapping_from_args(build_parser().parse_args(["serve"]))["show_progress"] is False
+    assert config_mapping_from_args(build_parser().parse_args(["serve", "--progress"]))["show_progress"] is True
+
+
+# ------------------------------------------------------------------------------------------ scores in [0, 1]
+
+
+def test_minmax_scores_for_clients_that_expect_the_unit_range(minmax_server: str, reference: QRScorer) -> None:
+    """``--score-normalization minmax``: TEI's, Cohere's and Jina's clients get scores in [0, 1] (the best 1.0,
+    the worst 0.0) in the raw scores' order; TEI's ``raw_scores: true`` still gets the raw floats."""
+    import cohere
+    from llama_index.postprocessor.tei_rerank import TextEmbeddingInference
+
+    raw = [(x.index, x.score) for x in reference.rank(QUERY, DOCS)]
+    lo, hi = raw[-1][1], raw[0][1]
+    scaled = [(i, (s - lo) / (hi - lo)) for i, s in raw]
+    tei = TextEmbeddingInference(base_url=minmax_server, top_n=4).postprocess_nodes(nodes(), query_str=QUERY)
+    same(node_ranking(tei), scaled)
+    assert tei[0].score == 1.0 and tei[-1].score == 0.0
+    v2 = cohere.ClientV2(api_key="-", base_url=minmax_server).rerank(query=QUERY, documents=DOCS, top_n=2, model="q")
+    same([(r.index, r.relevance_score) for r in v2.results], scaled[:2])  # normalised over all, then cut
+    v1 = cohere.Client(api_key="-", base_url=minmax_server).rerank(query=QUERY, documents=DOCS, model="q")
+    same([(r.index, r.relevance_score) for r in v1.results], scaled)
+    raw_tei = httpx.post(f"{minmax_server}/rerank", json={"query": QUERY, "texts": DOCS, "raw_scores": True}).json()
+    same([(r["index"], r["score"]) for r in raw_tei], raw)
+    raw_inf = httpx.post(f"{minmax_server}/rerank", json={"query": QUERY, "documents": DOCS, "raw_scores": True}).json()
+    same([(r["index"], r["relevance_score"]) for r in raw_inf["results"]], raw)
+    one = httpx.post(f"{minmax_server}/v2/rerank", json={"query": QUERY, "documents": DOCS[:1]}).json()
+    assert one["results"][0]["relevance_score"] == 1.0
+    assert httpx.get(f"{minmax_server}/info").json()["score_normalization"] == "minmax"
+
+
 # ------------------------------------------------------------------------------------------ in process
 
 
@@ -286,11 +388,15 @@ def test_max_tokens_per_doc_cuts_documents_first(scorer: QRScorer) -> None:
 
 
 def test_serving_layout_default_and_env_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from qr_integrations import ScorerConfig
     from qr_integrations.cli import build_parser, serve_config_from_args
-    from qr_integrations.serving import serving_config
+    from qr_integrations.serving import serving_config, text_serving_config
 
     assert serving_config(None).layout == "reversed"
     assert serving_config({"layout": "input"}).layout == "input"
+    # /trim: a text in no retriever's order takes the scorer's defaults, unless the config names them
+    assert text_serving_config(None) == ScorerConfig(prefix_cache_mb=512)
+    assert text_serving_config({"layout": "both"}).layout == "both"
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("layout: both\nheads: all\ntop_n: 3\n")
     args = build_parser().parse_args(["serve", "--config", str(cfg_file), "--threads", "1"])
@@ -306,7 +412,7 @@ def test_serving_layout_default_and_env_key(monkeypatch: pytest.MonkeyPatch, tmp
 def test_settings_are_checked() -> None:
     from qr_integrations.serving import ServeSettings
 
-    for bad in ({"max_documents": 0}, {"max_body_bytes": 10}, {"api_key": " "}):
+    for bad in ({"max_documents": 0}, {"max_body_bytes": 10}, {"api_key": " "}, {"score_normalization": "sigmoid"}):
         with pytest.raises(ValueError):
             ServeSettings(**bad)
 

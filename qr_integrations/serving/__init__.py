@@ -17,14 +17,16 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "qr_integrations.serving needs FastAPI and uvicorn: pip install 'qr-integrations[serve]'"
     ) from exc
 
-from .app import create_app, serving_config
-from .service import API_KEY_ENV, RequestError, RerankService, ServeSettings
+from .app import create_app, serving_config, text_serving_config
+from .service import API_KEY_ENV, SCORE_NORMALIZATIONS, RequestError, RerankService, ServeSettings
 
 __all__ = [
     "API_KEY_ENV",
+    "SCORE_NORMALIZATIONS",
     "RequestError",
     "RerankService",
     "ServeSettings",
     "create_app",
     "serving_config",
+    "text_serving_config",
 ]

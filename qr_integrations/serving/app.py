@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..core import QRScorer, ScorerConfig
-from ..core.config import config_for_ranked_input
+from ..core.config import config_for_ranked_input, read_config_mapping
 from .service import API_KEY_ENV, RequestError, RerankService, ServeSettings
 
 logger = logging.getLogger("qr_integrations.serving")
@@ -42,13 +42,32 @@ def serving_config(config: ScorerConfig | Mapping[str, Any] | str | os.PathLike[
     """
     if isinstance(config, ScorerConfig):
         return config
-    from ..core.config import read_config_mapping
+    return config_for_ranked_input(_with_prefix_cache(config))
 
+
+def text_serving_config(config: ScorerConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None) -> ScorerConfig:
+    """The scorer config ``POST /trim`` runs: ``config`` with the scorer's own defaults for what it does not
+    name (layout, position corrections), and ``prefix_cache_mb: 512`` unless it names one.
+
+    ``/trim`` takes a document's text (or its pieces) in no retriever's order, so it is scored as
+    ``qr-integrations trim`` and :meth:`QRScorer.trim` score it; a config that names a layout still wins.
+    A :class:`ScorerConfig` object is taken as it is.
+
+    Example:
+        >>> text_serving_config(None).layout == ScorerConfig().layout, text_serving_config("layout: both").layout
+        (True, 'both')
+    """
+    if isinstance(config, ScorerConfig):
+        return config
+    return ScorerConfig.load(_with_prefix_cache(config))
+
+
+def _with_prefix_cache(config: Mapping[str, Any] | str | os.PathLike[str] | None) -> dict[str, Any]:
     data = {} if config is None else read_config_mapping(config)
     options = data.get("scorer_options") or {}
     if "prefix_cache_mb" not in data and "prefix_cache_mb" not in options:
         data["prefix_cache_mb"] = SERVING_PREFIX_CACHE_MB
-    return config_for_ranked_input(data)
+    return data
 
 
 def create_app(
@@ -62,10 +81,12 @@ def create_app(
     The model loads here, so a bad model, head set or device fails now, not at the first request.
 
     Args:
-        config: scorer config (object, dict, YAML/JSON text or file); see :func:`serving_config` for the
-            layout default. Ignored when ``scorer`` is given.
-        scorer: an already built scorer to serve (shared with other code in the process).
-        settings: limits and API key; the key defaults to ``$QR_INTEGRATIONS_API_KEY`` when set.
+        config: scorer config (object, dict, YAML/JSON text or file). Candidate lists (the rerank routes) are
+            scored under :func:`serving_config`, ``/trim`` under :func:`text_serving_config` (both share the
+            model). Ignored when ``scorer`` is given.
+        scorer: an already built scorer to serve on every route (shared with other code in the process).
+        settings: limits, API key and score normalisation; the key defaults to ``$QR_INTEGRATIONS_API_KEY``
+            when set.
 
     Example:
         >>> from fastapi.testclient import TestClient
@@ -75,12 +96,16 @@ def create_app(
         >>> [x["index"] for x in r.json()["results"]]
         [1, 0]
     """
+    text_scorer = scorer
     if scorer is None:
-        scorer = QRScorer.from_config(serving_config(config))
+        ranked, text = serving_config(config), text_serving_config(config)
+        scorer = QRScorer.from_config(ranked)
+        text_scorer = scorer if text == ranked else QRScorer.from_config(text)
     if settings is None:
         settings = ServeSettings(api_key=os.environ.get(API_KEY_ENV) or None)
-    service = RerankService(scorer, settings)
+    service = RerankService(scorer, settings, text_scorer=text_scorer)
     _ = scorer.loaded, scorer.head_set  # load now: errors at start-up, and /health means ready
+    _ = service.text_scorer.loaded, service.text_scorer.head_set
 
     app = FastAPI(
         title="qr-integrations rerank server",
@@ -104,10 +129,15 @@ def create_app(
     @app.post("/rerank", summary="TEI (body with texts) or Infinity (body with documents)")
     async def rerank(request: Request) -> JSONResponse:
         def dispatch(body: Any) -> Any:
-            if isinstance(body, Mapping) and "texts" in body:
+            if not isinstance(body, Mapping):
+                return service.tei(body)  # says that the body must be a JSON object
+            given = [k for k in ("texts", "documents") if body.get(k) is not None]
+            if given == ["texts"]:
                 return service.tei(body)
-            if isinstance(body, Mapping) and "documents" in body:
+            if given == ["documents"]:
                 return service.infinity(body)
+            if given:
+                raise RequestError(400, 'send "texts" (TEI\'s format) or "documents" (Infinity\'s), not both')
             raise RequestError(400, 'send "texts" (TEI\'s format) or "documents" (Infinity\'s and Jina\'s)')
 
         return await handle(request, dispatch)
@@ -170,4 +200,4 @@ async def _read_json(request: Request, service: RerankService) -> Any:
         raise RequestError(400, f"the request body is not valid JSON: {exc}") from exc
 
 
-__all__ = ["SERVING_PREFIX_CACHE_MB", "create_app", "serving_config"]
+__all__ = ["SERVING_PREFIX_CACHE_MB", "create_app", "serving_config", "text_serving_config"]

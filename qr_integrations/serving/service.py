@@ -20,13 +20,19 @@ Wire formats (the clients that send them, with a custom base URL):
 * our own ``POST /trim {query, text | chunks, max_tokens?, top_n?, keep_order?}`` -> :meth:`TrimResult.to_dict`.
 
 Scores are the floats :meth:`QRScorer.score` gives for the same query and documents under the service's
-config. QRHead's scores are calibrated attention mass, not logits, so there is nothing for ``raw_scores`` to
-undo: it is accepted, and both values return the same scores.
+config (``ServeSettings.score_normalization="none"``, the default), or those scores scaled to [0, 1] within
+the request (``"minmax"``: the best document 1.0, the worst 0.0, the order unchanged). A request with
+``raw_scores: true`` (TEI, Infinity) always gets the raw floats. ``/trim`` returns raw scores.
+
+Candidate lists (the rerank routes) come best first from a retriever: they are scored by ``scorer``, whose
+config is for ranked input. ``/trim`` takes a document's text or pieces, in no retriever's order: it is
+scored by ``text_scorer`` (the scorer's own defaults), as ``qr-integrations trim`` scores it.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -39,6 +45,46 @@ from ..core.chunking import split_text
 
 #: Environment variable read for the API key when none is passed.
 API_KEY_ENV = "QR_INTEGRATIONS_API_KEY"
+
+#: ``ServeSettings.score_normalization``: ``"none"`` returns QRHead's raw floats; ``"minmax"`` scales each
+#: request's scores to [0, 1] (see :func:`minmax_scores`).
+SCORE_NORMALIZATIONS = ("none", "minmax")
+
+
+def minmax_scores(scores: list[float]) -> list[float]:
+    """``scores`` scaled to [0, 1] within one request: the best 1.0, the worst 0.0, the order unchanged.
+
+    Equal scores (one document, or all tied) all get 1.0: none is worse than the best.
+
+    Example:
+        >>> minmax_scores([0.2, 1.0, 0.6]), minmax_scores([0.3])
+        ([0.0, 1.0, 0.5], [1.0])
+    """
+    if not scores:
+        return []
+    lo, hi = min(scores), max(scores)
+    if hi <= lo:
+        return [1.0] * len(scores)
+    return [(s - lo) / (hi - lo) for s in scores]
+
+
+def json_value(value: Any) -> str:
+    """How a JSON value reads in an error message: ``null``, ``true``, ``3``, ``"yes"`` (cut at 80 characters),
+    ``an array``, ``an object``.
+
+    Example:
+        >>> [json_value(v) for v in (None, True, 3, "yes", [1], {"a": 1})]
+        ['null', 'true', '3', '"yes"', 'an array', 'an object']
+    """
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):  # not from a JSON body: name its type
+        return type(value).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class RequestError(Exception):
@@ -64,6 +110,8 @@ class ServeSettings:
         max_documents: the most documents (or chunks) in one request; more gets HTTP 413.
         max_body_bytes: the largest request body; larger gets HTTP 413.
         model_name: the name reported in responses and ``/info`` (default: the loaded model's name).
+        score_normalization: ``"none"`` (QRHead's raw floats) or ``"minmax"`` (each request's scores scaled to
+            [0, 1]: the best 1.0, the worst 0.0); TEI's and Infinity's ``raw_scores: true`` gets the raw floats.
 
     Example:
         >>> ServeSettings(max_documents=100).max_documents
@@ -74,6 +122,7 @@ class ServeSettings:
     max_documents: int = 1000
     max_body_bytes: int = 8 * 1024 * 1024
     model_name: str | None = None
+    score_normalization: str = "none"
 
     def __post_init__(self) -> None:
         if type(self.max_documents) is not int or self.max_documents < 1:
@@ -82,6 +131,9 @@ class ServeSettings:
             raise ValueError(f"max_body_bytes must be an integer >= 1024, got {self.max_body_bytes!r}")
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key.strip()):
             raise ValueError("api_key must be a non-empty string or None")
+        if self.score_normalization not in SCORE_NORMALIZATIONS:
+            raise ValueError(f"score_normalization must be one of {list(SCORE_NORMALIZATIONS)}, "
+                             f"got {self.score_normalization!r}")
 
 
 # ------------------------------------------------------------------------------------------ field checks
@@ -89,14 +141,14 @@ class ServeSettings:
 
 def _body(body: Any) -> Mapping[str, Any]:
     if not isinstance(body, Mapping):
-        raise RequestError(400, f"the request body must be a JSON object, got {type(body).__name__}")
+        raise RequestError(400, f"the request body must be a JSON object, got {json_value(body)}")
     return body
 
 
 def _query(body: Mapping[str, Any]) -> str:
     query = body.get("query")
     if not isinstance(query, str) or not query.strip():
-        got = "missing" if query is None else repr(query)[:80]
+        got = "missing" if "query" not in body else json_value(query)
         raise RequestError(400, f'"query" must be a non-empty string, got {got}')
     return query
 
@@ -106,7 +158,7 @@ def _flag(body: Mapping[str, Any], key: str, default: bool) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise RequestError(400, f'"{key}" must be true or false, got {value!r}'[:200])
+        raise RequestError(400, f'"{key}" must be true or false, got {json_value(value)}')
     return value
 
 
@@ -115,7 +167,7 @@ def _positive(body: Mapping[str, Any], key: str) -> int | None:
     if value is None:
         return None
     if type(value) is not int or value < 1:
-        raise RequestError(400, f'"{key}" must be a positive integer or null, got {value!r}'[:200])
+        raise RequestError(400, f'"{key}" must be a positive integer or null, got {json_value(value)}')
     return value
 
 
@@ -123,8 +175,9 @@ class RerankService:
     """One loaded :class:`QRScorer` behind the rerank wire formats; safe to call from many threads.
 
     Args:
-        scorer: the scorer to serve (its config decides model, heads, layout, device, threads).
-        settings: limits and the API key.
+        scorer: the scorer of candidate lists (its config decides model, heads, layout, device, threads).
+        settings: limits, the API key and the score normalisation.
+        text_scorer: the scorer of ``/trim`` (texts and pieces in no retriever's order); default ``scorer``.
 
     Example:
         >>> service = RerankService(QRScorer(device="cpu"))
@@ -134,8 +187,10 @@ class RerankService:
         [1, 0]
     """
 
-    def __init__(self, scorer: QRScorer, settings: ServeSettings | None = None) -> None:
+    def __init__(self, scorer: QRScorer, settings: ServeSettings | None = None, *,
+                 text_scorer: QRScorer | None = None) -> None:
         self.scorer = scorer
+        self.text_scorer = text_scorer if text_scorer is not None else scorer
         self.settings = settings or ServeSettings()
 
     @property
@@ -169,8 +224,8 @@ class RerankService:
     def _documents(self, body: Mapping[str, Any], key: str, objects: bool) -> list[str]:
         docs = body.get(key)
         if not isinstance(docs, list):
-            got = "missing" if docs is None else type(docs).__name__
-            raise RequestError(400, f'"{key}" must be a list of strings, got {got}')
+            got = "missing" if key not in body else json_value(docs)
+            raise RequestError(400, f'"{key}" must be an array of strings, got {got}')
         self._check_count(len(docs), key)
         out: list[str] = []
         for i, doc in enumerate(docs):
@@ -178,7 +233,8 @@ class RerankService:
                 doc = doc["text"]
             if not isinstance(doc, str):
                 what = 'a string or an object with a "text" string' if objects else "a string"
-                raise RequestError(400, f'"{key}"[{i}] must be {what}, got {type(doc).__name__}')
+                got = 'an object without a "text" string' if objects and isinstance(doc, Mapping) else json_value(doc)
+                raise RequestError(400, f'"{key}"[{i}] must be {what}, got {got}')
             out.append(doc)
         return out
 
@@ -193,11 +249,16 @@ class RerankService:
             out.append(doc if len(offsets) <= max_tokens else doc[: offsets[max_tokens - 1][1]])
         return out
 
-    def _ranked(self, query: str, docs: list[str], top_n: int | None) -> list[tuple[int, float]]:
+    def _ranked(self, query: str, docs: list[str], top_n: int | None, raw: bool = False) -> list[tuple[int, float]]:
+        """``(index, score)`` best first (ties in input order), the best ``top_n``; scores normalised by the
+        settings over every document of the request unless ``raw``."""
         if not docs:
             return []
-        results = self.scorer.rank(query, docs, top_n=top_n)
-        return [(item.index, item.score) for item in results]
+        scores = self.scorer.score(query, docs)
+        if not raw and self.settings.score_normalization == "minmax":
+            scores = minmax_scores(scores)
+        order = sorted(range(len(docs)), key=lambda i: (-scores[i], i))
+        return [(i, scores[i]) for i in order[:top_n]]
 
     def _usage(self, query: str, docs: list[str]) -> dict[str, int]:
         tokens = self.scorer.count_tokens(query) + sum(self.scorer.count_tokens(d) for d in docs)
@@ -209,11 +270,11 @@ class RerankService:
         body = _body(body)
         query = _query(body)
         texts = self._documents(body, "texts", objects=False)
-        _flag(body, "raw_scores", False)
+        raw = _flag(body, "raw_scores", False)
         _flag(body, "truncate", False)
         return_text = _flag(body, "return_text", False)
         out = []
-        for index, score in self._ranked(query, texts, None):
+        for index, score in self._ranked(query, texts, None, raw):
             row: dict[str, Any] = {"index": index, "score": score}
             if return_text:
                 row["text"] = texts[index]
@@ -226,10 +287,10 @@ class RerankService:
         query = _query(body)
         docs = self._documents(body, "documents", objects=True)
         top_n = _positive(body, "top_n")
-        _flag(body, "raw_scores", False)
+        raw = _flag(body, "raw_scores", False)
         return_documents = _flag(body, "return_documents", False)
         results = []
-        for index, score in self._ranked(query, docs, top_n):
+        for index, score in self._ranked(query, docs, top_n, raw):
             row: dict[str, Any] = {"relevance_score": score, "index": index}
             row["document"] = docs[index] if return_documents else None
             results.append(row)
@@ -266,29 +327,31 @@ class RerankService:
 
     def trim(self, body: Any) -> dict[str, Any]:
         """Our ``/trim``: ``query`` and a ``text`` (split into chunks) or ``chunks``; ``max_tokens`` and/or
-        ``top_n``; ``keep_order`` (default true). The body of :meth:`TrimResult.to_dict`."""
+        ``top_n``; ``keep_order`` (default true). The body of :meth:`TrimResult.to_dict`, with raw scores,
+        from ``text_scorer``: what ``qr-integrations trim --json`` prints for the same input and config."""
         body = _body(body)
         query = _query(body)
         text, chunks = body.get("text"), body.get("chunks")
         if (text is None) == (chunks is None):
-            raise RequestError(400, 'send exactly one of "text" (a string to split) or "chunks" (a list)')
+            raise RequestError(400, 'send exactly one of "text" (a string to split) or "chunks" (an array)')
         source: Any
         if text is not None:
             if not isinstance(text, str):
-                raise RequestError(400, f'"text" must be a string, got {type(text).__name__}')
+                raise RequestError(400, f'"text" must be a string, got {json_value(text)}')
             self.check_size(len(text.encode("utf-8")))
             # split as trim() would, and check the count before any scoring
-            source = list(split_text(text, self.scorer.config.chunk_size, self.scorer.count_tokens))
+            scorer = self.text_scorer
+            source = list(split_text(text, scorer.config.chunk_size, scorer.count_tokens))
             self._check_count(len(source), "chunks (after splitting the text)", "send a shorter text")
         else:
             source = self._chunks(chunks)
-        result = self.scorer.trim(query, source, max_tokens=_positive(body, "max_tokens"),
+        result = self.text_scorer.trim(query, source, max_tokens=_positive(body, "max_tokens"),
                                   top_n=_positive(body, "top_n"), keep_order=_flag(body, "keep_order", True))
         return result.to_dict()
 
     def _chunks(self, chunks: Any) -> list[Any]:
         if not isinstance(chunks, list):
-            raise RequestError(400, f'"chunks" must be a list, got {type(chunks).__name__}')
+            raise RequestError(400, f'"chunks" must be an array, got {json_value(chunks)}')
         self._check_count(len(chunks), "chunks")
         out: list[Any] = []
         for i, c in enumerate(chunks):
@@ -297,12 +360,16 @@ class RerankService:
             elif isinstance(c, Mapping) and isinstance(c.get("text"), str) and isinstance(c.get("title"), (str, type(None))):
                 out.append({"text": c["text"], "title": c.get("title")})
             else:
+                got = 'an object without a "text" string' if isinstance(c, Mapping) else json_value(c)
+                if isinstance(c, Mapping) and isinstance(c.get("text"), str):
+                    got = f'an object whose "title" is {json_value(c.get("title"))}'
                 raise RequestError(400, f'"chunks"[{i}] must be a string or an object with a "text" string '
-                                        'and an optional "title" string')
+                                        f'and an optional "title" string, got {got}')
         return out
 
     def info(self) -> dict[str, Any]:
-        """What ``GET /info`` reports: model, head set, window, layout and limits."""
+        """What ``GET /info`` reports: model, head set, window, layouts (candidate lists, ``/trim``), score
+        normalisation and limits."""
         scorer = self.scorer
         heads = scorer.head_set
         return {
@@ -312,6 +379,8 @@ class RerankService:
                       "spec": heads.to_string()},
             "window_tokens": scorer.window_tokens,
             "layout": scorer.config.layout,
+            "trim_layout": self.text_scorer.config.layout,
+            "score_normalization": self.settings.score_normalization,
             "device": str(scorer.loaded.device),
             "prefix_cache": _cache_info(scorer),
             "max_documents": self.settings.max_documents,

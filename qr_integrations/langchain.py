@@ -8,8 +8,8 @@ Example:
     >>> best[0].page_content
     'Bananas are rich in potassium.'
 
-``fusion="none"`` ranks by QRHead alone; the default (``"rrf"``) also weighs the incoming order, which with
-two documents ties and keeps the first.
+``fusion="none"`` ranks by QRHead alone; the default (``"weighted"``) mixes QRHead's scores with the incoming
+order, or with the retriever's scores when ``retriever_score_key`` names the metadata key that holds them.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         'QRHeadDocumentCompressor needs langchain-core: pip install "qr-integrations[langchain]"'
     ) from exc
 
-from ._adapter import QRHeadSettings
+from ._adapter import Field, QRHeadSettings  # pydantic's Field: langchain-core's own pydantic
 
 __all__ = ["QRHeadDocumentCompressor"]
 
@@ -63,9 +63,20 @@ class QRHeadDocumentCompressor(
     Callbacks: :meth:`compress_documents` (what ``ContextualCompressionRetriever`` and
     ``DocumentCompressorPipeline`` call) reports its own ``retriever`` run, named
     ``QRHeadDocumentCompressor``, under the caller's run; as a Runnable it is one run too.
+
+    Retriever scores: documents carry none, so by default fusion reads the retriever's ranking from the
+    incoming order. Where a retriever stores its score in the metadata (``retriever_score_key="score"``),
+    fusion mixes with that score instead, as LlamaIndex's postprocessor does with node scores; each document
+    must then hold a number under that key.
     """
 
     model_config = QRHeadSettings.model_config  # unknown fields forbidden (the framework's base would ignore them)
+
+    retriever_score_key: str | None = Field(
+        default=None,
+        description="Metadata key holding each document's retriever score, fused with QRHead's; None: fuse with "
+        "the incoming order (best first).",
+    )
 
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
@@ -111,11 +122,25 @@ class QRHeadDocumentCompressor(
         docs = list(documents)
         if not docs:
             return []
-        picked = self.select(query, [d.page_content for d in docs])
+        picked = self.select(query, [d.page_content for d in docs], self._retriever_scores(docs))
         return [
             docs[i].model_copy(update={"metadata": {**docs[i].metadata, "relevance_score": score, "qrhead_score": qr}})
             for i, score, qr in picked
         ]
+
+    def _retriever_scores(self, docs: list[Document]) -> list[float | None] | None:
+        """Each document's ``metadata[retriever_score_key]`` (``None`` without a key: fuse with the order)."""
+        key = self.retriever_score_key
+        if key is None:
+            return None
+        scores: list[float | None] = []
+        for i, d in enumerate(docs):
+            value = d.metadata.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"document {i} has no number under metadata[{key!r}] (retriever_score_key), got "
+                                 f"{value!r}; store the retriever's score there or set retriever_score_key=None")
+            scores.append(float(value))
+        return scores
 
     # ------------------------------------------------------------------ Runnable
     @staticmethod

@@ -57,7 +57,15 @@ class QRHeadNodePostprocessor(QRHeadSettings, BaseNodePostprocessor):
         keep_retrieval_score: return each kept node as a copy (same id, text and relationships) whose
             ``metadata["retrieval_score"]`` holds its incoming score; the key is also excluded from the
             copy's embed and LLM metadata, so it never reaches a prompt. The retrieved nodes are not changed.
-        metadata_mode: which metadata :meth:`get_content` puts in the scored text (default ``EMBED``).
+        metadata_mode: which of a node's metadata is written, as ``key: value`` lines, into the text QRHead
+            reads and scores (``node.get_content(metadata_mode)``; default ``EMBED``: what the node embeds,
+            titles and sources included). ``"none"`` scores the text alone; the token budget counts what is
+            scored.
+
+    Under fusion (the default) a node's ``score`` is the fused score, so each kept node is returned as a copy
+    whose ``metadata["qrhead_score"]`` holds QRHead's own score (the key LangChain's compressor sets too),
+    excluded from the copy's embed and LLM text. With ``fusion="none"`` the score is QRHead's and the
+    retrieved nodes are returned as they are.
 
     Unknown keywords are a ``TypeError`` (``top_n``, not ``topn``); scorer options may be given at the top
     level (``max_context_tokens=4096``) or in ``scorer_options``. A model path that does not exist, a device
@@ -108,11 +116,7 @@ class QRHeadNodePostprocessor(QRHeadSettings, BaseNodePostprocessor):
         with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
             texts = [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
             picked = self.select(query, texts, [n.score for n in nodes])
-            if self.keep_retrieval_score:
-                out = [NodeWithScore(node=self._with_score(nodes[i].node, nodes[i].score), score=score)
-                       for i, score, _ in picked]
-            else:
-                out = [NodeWithScore(node=nodes[i].node, score=score) for i, score, _ in picked]
+            out = [NodeWithScore(node=self._annotated(nodes[i], qr), score=score) for i, score, qr in picked]
             event.on_end(payload={EventPayload.NODES: out})
         dispatcher.event(ReRankEndEvent(nodes=out))
         return out
@@ -123,13 +127,22 @@ class QRHeadNodePostprocessor(QRHeadSettings, BaseNodePostprocessor):
         # The forward passes are CPU/GPU bound: run them in a worker thread, never on the event loop.
         return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
 
+    def _annotated(self, item: NodeWithScore, qr_score: float) -> Any:
+        """The node to return for ``item``: the retrieved node itself, or a copy carrying ``qrhead_score``
+        (under fusion, where the node's score is the fused one) and ``retrieval_score`` (when asked)."""
+        extra: dict[str, float | None] = {}
+        if self.fusion != "none":
+            extra["qrhead_score"] = float(qr_score)
+        if self.keep_retrieval_score:
+            extra["retrieval_score"] = None if item.score is None else float(item.score)
+        return self._with_metadata(item.node, extra) if extra else item.node
+
     @staticmethod
-    def _with_score(node: Any, retrieval_score: float | None) -> Any:
-        """A shallow copy of ``node`` (same id, text, relationships) with its own metadata dict holding
-        ``retrieval_score`` and that key excluded from its embed and LLM text; ``node`` is not changed."""
+    def _with_metadata(node: Any, extra: dict[str, float | None]) -> Any:
+        """A shallow copy of ``node`` (same id, text, relationships) with its own metadata dict holding ``extra``,
+        whose keys are excluded from its embed and LLM text; ``node`` is not changed."""
         excluded = {
-            key: [*getattr(node, key), *([] if "retrieval_score" in getattr(node, key) else ["retrieval_score"])]
+            key: [*getattr(node, key), *(k for k in extra if k not in getattr(node, key))]
             for key in ("excluded_embed_metadata_keys", "excluded_llm_metadata_keys")
         }
-        score = None if retrieval_score is None else float(retrieval_score)
-        return node.model_copy(update={"metadata": {**node.metadata, "retrieval_score": score}, **excluded})
+        return node.model_copy(update={"metadata": {**node.metadata, **extra}, **excluded})

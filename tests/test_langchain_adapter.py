@@ -197,3 +197,28 @@ def test_the_compressor_is_its_own_callback_run(store) -> None:
     with pytest.raises(ValueError, match="non-empty query"):
         QRHeadDocumentCompressor().compress_documents(docs, " ", callbacks=[ErrorRecorder()])
     assert len(errors) == 1 and isinstance(errors[0], ValueError)
+
+
+def test_retriever_scores_from_a_named_metadata_key(retrieved) -> None:
+    """Documents carry no score, so fusion reads the retriever's order; with ``retriever_score_key`` it mixes
+    with the scores the retriever left in the metadata, as LlamaIndex's postprocessor does with node scores."""
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    from qr_integrations.core.fusion import fuse
+    from qr_integrations.llama_index import QRHeadNodePostprocessor
+
+    # retriever scores that disagree with the order the documents come in
+    scores = [0.2, 0.9, 0.1, 0.8, 0.3, 0.7, 0.4, 0.6]
+    docs = [d.model_copy(update={"metadata": {**d.metadata, "score": s}}) for d, s in zip(retrieved, scores)]
+    by_key = QRHeadDocumentCompressor(retriever_score_key="score").compress_documents(docs, QUERY)
+    qr = {d.id: d.metadata["qrhead_score"] for d in by_key}
+    fused = fuse([qr[d.id] for d in docs], scores)
+    assert [d.metadata["relevance_score"] for d in by_key] == pytest.approx(sorted(fused, reverse=True), rel=1e-9)
+    by_order = QRHeadDocumentCompressor().compress_documents(docs, QUERY)
+    assert [d.metadata["relevance_score"] for d in by_order] != pytest.approx(sorted(fused, reverse=True))
+    # the same candidates and scores as LlamaIndex nodes: the same fused ranking
+    nodes = [NodeWithScore(node=TextNode(text=d.page_content, id_=d.id), score=s) for d, s in zip(docs, scores)]
+    ll = QRHeadNodePostprocessor().postprocess_nodes(nodes, query_str=QUERY)
+    assert [n.node.node_id for n in ll] == [d.id for d in by_key]
+    with pytest.raises(ValueError, match=r"document 0 has no number under metadata\['rank_score'\]"):
+        QRHeadDocumentCompressor(retriever_score_key="rank_score").compress_documents(docs, QUERY)

@@ -107,7 +107,8 @@ def test_gold_node_comes_out_on_top(first_run) -> None:
     assert out[0].node.node_id == f"p{QUERIES[0][1]}"
     assert all(type(n.score) is float for n in out)
     assert [n.score for n in out] == sorted((n.score for n in out), reverse=True)
-    assert out[0].node.metadata == {"source": f"passage-{QUERIES[0][1]}"}  # no retrieval_score unless asked
+    # no retrieval_score unless asked; QRHead's own score beside the fused node score
+    assert set(out[0].node.metadata) == {"source", "qrhead_score"}
 
 
 def test_events_are_emitted(first_run) -> None:
@@ -241,15 +242,35 @@ def test_keep_retrieval_score_copies_the_kept_nodes() -> None:
     for kept in out:
         original = by_id[kept.node.node_id]
         assert kept.node is not original and kept.node.get_content() == original.get_content()
-        assert kept.node.metadata == {**original.metadata, "retrieval_score": pytest.approx(original_score(nodes, original))}
+        assert kept.node.metadata == {**original.metadata, "retrieval_score": pytest.approx(original_score(nodes, original)),
+                                      "qrhead_score": pytest.approx(kept.node.metadata["qrhead_score"])}
         assert "retrieval_score" in kept.node.excluded_llm_metadata_keys
         assert "retrieval_score" in kept.node.excluded_embed_metadata_keys
         assert "retrieval_score" not in kept.node.get_content(metadata_mode=MetadataMode.LLM)
     # the retrieved (shared) nodes are not changed: metadata, excluded keys, what they embed
     assert [n.metadata for n in shared] == [{"source": i} for i in (1, 5, 9)]
     assert all(not n.excluded_llm_metadata_keys and not n.excluded_embed_metadata_keys for n in shared)
-    plain = QRHeadNodePostprocessor(top_n=2).postprocess_nodes(nodes, query_str="Which fruit is rich in potassium?")
-    assert all(p.node is by_id[p.node.node_id] for p in plain)  # without the option: the same node objects
+    plain = QRHeadNodePostprocessor(top_n=2, fusion="none").postprocess_nodes(nodes,
+                                                                              query_str="Which fruit is rich in potassium?")
+    assert all(p.node is by_id[p.node.node_id] for p in plain)  # no fusion, no option: the same node objects
+
+
+def test_qrhead_score_is_kept_under_fusion() -> None:
+    """Under fusion a node's score is the fused one; QRHead's own score is in ``metadata["qrhead_score"]`` (the
+    key LangChain's compressor sets), out of the text an LLM or embedding sees, and the threshold's score."""
+    shared = [TextNode(text=PASSAGES[i], id_=f"f{i}", metadata={"source": i}) for i in (9, 1, 5, 3)]
+    nodes = [NodeWithScore(node=n, score=0.9 - 0.1 * j) for j, n in enumerate(shared)]
+    query = "Which fruit is rich in potassium?"
+    pp = QRHeadNodePostprocessor(top_n=3)
+    out = pp.postprocess_nodes(nodes, query_str=query)
+    qr = pp.scorer.score(query, [n.get_content(metadata_mode=MetadataMode.EMBED) for n in shared], layout=pp.layout)
+    for kept in out:
+        j = next(k for k, n in enumerate(shared) if n.node_id == kept.node.node_id)
+        assert kept.node.metadata["qrhead_score"] == pytest.approx(qr[j], rel=1e-6)
+        assert kept.score != pytest.approx(qr[j])  # the node score is the fused one
+        assert "qrhead_score" not in kept.node.get_content(metadata_mode=MetadataMode.LLM)
+        assert "qrhead_score" not in kept.node.get_content(metadata_mode=MetadataMode.EMBED)
+    assert all("qrhead_score" not in n.metadata for n in shared)  # the retrieved nodes are not changed
 
 
 def original_score(nodes: list[NodeWithScore], node: TextNode) -> float:

@@ -300,6 +300,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     ranking = score_heads(scorer, examples, metric, show_progress=not args.quiet)
     head_set = ranking.head_set(args.top_k, name=args.name or out.stem)
     head_set.to_yaml(out)
+    tie = ranking.tie_warning(args.top_k)
+    if tie is not None:
+        print(f"qr-integrations detect: warning: {tie}", file=sys.stderr)
     if args.plot:
         ranking.plot(args.plot, top_k=args.top_k)
     best = ", ".join(f"{la}-{h} ({s:.3f})" for (la, h), s in ranking.top(min(5, args.top_k)))

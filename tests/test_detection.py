@@ -291,3 +291,30 @@ def test_depth_budget_detection_stops_early_and_keeps_the_order(tiny_model: str)
         detect_heads(scorer, EXAMPLES, max_layers=0)
     with pytest.raises(DetectionError, match="only 4 heads in its first 1 layers"):
         ranking.head_set(5, max_layers=1)
+
+
+def test_ties_across_the_cut_are_named() -> None:
+    heads = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    # head (0, 0) ranks the gold second, the other three first: three heads tie at 1.000
+    tied = rank_heads([np.array([[0.9, 0.1], [0.1, 0.9], [0.2, 0.8], [0.3, 0.7]])], [[0, 1]], heads=heads)
+    message = tied.tie_warning(2)
+    assert message is not None and message.startswith("3 heads tie at 1.000 across the cut at the 2nd best, on 1 example")
+    assert "2 of them were kept by (layer, head) order" in message
+    assert tied.tie_warning(3) is None and tied.tie_warning(4) is None  # every tied head kept
+    # three heads that rank the gold first, second and third
+    separated = rank_heads([np.array([[0.9, 0.1, 0.0], [0.5, 0.9, 0.0], [0.1, 0.5, 0.9]])], [[1, 0, 0]], heads=heads[:3])
+    assert separated.tie_warning(1) is None and separated.tie_warning(2) is None
+
+
+def test_detect_warns_when_the_examples_cannot_separate_heads(tmp_path: Path, questions, capsys) -> None:
+    """Four easy examples on the embedded model: many heads rank the gold first on every one (1.000 each), so the
+    16 kept are picked among them by (layer, head) order; the command says so and still writes the set."""
+    data = tmp_path / "examples.jsonl"
+    data.write_text("\n".join(json.dumps({"query": q, "chunks": c, "gold": [g]}) for q, c, g in questions[:4]))
+    out = tmp_path / "heads.yaml"
+    code = cli_main(["detect", "--data", str(data), "--out", str(out), "--device", "cpu", "--threads", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0 and out.exists()
+    assert "qr-integrations detect: warning:" in err and "tie at 1.000 across the cut at the 16th best, on 4 examples" in err
+    with pytest.warns(UserWarning, match="cannot separate them"):
+        detect_heads(QRScorer(device="cpu", num_threads=1), [(q, c, [g]) for q, c, g in questions[:4]], top_k=16)

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,6 +337,33 @@ class HeadRanking:
             metric=self.metric,
         )
 
+    def tie_warning(self, top_k: int = 16, max_layers: int | None = None) -> str | None:
+        """A warning when the examples cannot separate the heads at the cut: heads left out of the best
+        ``top_k`` score the same as the last one kept, so which of them are kept is decided by (layer, head)
+        order, not by the examples. ``None`` when the cut falls between different scores.
+
+        Example:
+            >>> scores = np.array([[0.9, 0.1], [0.1, 0.9], [0.2, 0.8], [0.3, 0.7]])  # 4 heads x 2 chunks, gold 1
+            >>> r = rank_heads([scores], [[0, 1]], heads=[(0, 0), (0, 1), (1, 0), (1, 1)])
+            >>> r.tie_warning(2)
+            '3 heads tie at 1.000 across the cut at the 2nd best, on 1 example: ...'
+            >>> r.tie_warning(3) is None
+            True
+        """
+        allowed = [i for i in self.order if max_layers is None or self.heads[i][0] < max_layers]
+        if not 0 < top_k < len(allowed):
+            return None
+        values = self.values
+        cut = float(values[allowed[top_k - 1]])
+        tied = [i for i in allowed if math.isclose(float(values[i]), cut, rel_tol=0.0, abs_tol=1e-9)]
+        if all(i in allowed[:top_k] for i in tied):
+            return None
+        inside = sum(1 for i in tied if i in allowed[:top_k])
+        examples = f"{self.num_examples} example{'s' if self.num_examples != 1 else ''}"
+        return (f"{len(tied)} heads tie at {cut:.3f} across the cut at the {_ordinal(top_k)} best, on {examples}: "
+                f"the examples cannot separate them, so {inside} of them were kept by (layer, head) order, not "
+                "by merit; add examples (more, and harder: more chunks, closer distractors) until they do")
+
     def grid(self) -> np.ndarray:
         """Mean metric as a ``(num_layers, num_heads)`` array (NaN for heads that were not scored).
 
@@ -368,6 +396,15 @@ class HeadRanking:
             >>> ranking.plot("heads.png")  # doctest: +SKIP
         """
         return plot_head_ranking(self, path, top_k=top_k, title=title)
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+class HeadTieWarning(UserWarning):
+    """The detection examples score several heads alike across the top-k cut (see :meth:`HeadRanking.tie_warning`)."""
 
 
 def rank_heads(
@@ -582,6 +619,9 @@ def detect_heads(
     Raises:
         DetectionError: an example without gold chunks, a gold id that names no chunk, a bad metric or ``top_k``.
 
+    Warns:
+        HeadTieWarning: heads left out score the same as the last one kept (too few or too easy examples).
+
     Example:
         >>> from qr_integrations import detect_heads
         >>> examples = [("Which fruit has potassium?", ["Paris is in France.", "Bananas have potassium."], [1])]
@@ -593,7 +633,11 @@ def detect_heads(
         raise DetectionError(f"top_k must be a positive integer, got {top_k!r}")
     ranking = score_heads(scorer_or_model, examples, metric, show_progress=show_progress, device=device,
                           max_layers=max_layers)
-    return ranking.head_set(top_k, name=name, max_layers=max_layers)
+    heads = ranking.head_set(top_k, name=name, max_layers=max_layers)
+    tie = ranking.tie_warning(top_k, max_layers)
+    if tie is not None:
+        warnings.warn(tie, HeadTieWarning, stacklevel=2)
+    return heads
 
 
 # ---------------------------------------------------------------------------------------------- plot

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from qr_integrations import QRScorer
+from qr_integrations.core.config import QRHEAD_SCORING
 
 # Hand-written questions: (query, chunks, index of the gold chunk).
 QUESTIONS: list[tuple[str, list[str], int]] = [
@@ -66,10 +67,18 @@ QUESTIONS: list[tuple[str, list[str], int]] = [
 
 @pytest.fixture(scope="session")
 def scorer() -> QRScorer:
-    """The embedded model with its default head set (the detected smollm2-135m-instruct-mix, docs/heads.md)."""
-    s = QRScorer(device="cpu")
+    """The embedded model with its default head set (the detected smollm2-135m-instruct-mix, docs/heads.md),
+    scoring as QRHead does (``QRHEAD_SCORING``: one order, the null query subtracted, no prior), which is
+    what the reference scorer and the per-head results compute. ``default_scorer`` is the library's defaults."""
+    s = QRScorer(device="cpu", **QRHEAD_SCORING)
     _ = s.loaded
     return s
+
+
+@pytest.fixture(scope="session")
+def default_scorer(scorer: QRScorer) -> QRScorer:
+    """The embedded model at the library's defaults (position corrections on), sharing the loaded model."""
+    return QRScorer(device="cpu")
 
 
 @pytest.fixture(scope="session")

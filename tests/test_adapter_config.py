@@ -13,6 +13,7 @@ pytest.importorskip("llama_index.core")
 pytest.importorskip("langchain_core")
 
 from qr_integrations import ConfigError, QRScorer, ScorerConfig
+from qr_integrations.core.config import RANKED_INPUT
 from qr_integrations.core.models import load_count, loaded_models, resolve_device, resolve_dtype, resolve_source
 from qr_integrations.langchain import QRHeadDocumentCompressor
 from qr_integrations.llama_index import QRHeadNodePostprocessor
@@ -44,7 +45,10 @@ def test_one_config_file_for_scorer_and_both_adapters(tmp_path: Path) -> None:
     scorer = QRScorer.from_config(yaml_file)
     pp = QRHeadNodePostprocessor.from_config(yaml_file, top_n=3)
     lc = QRHeadDocumentCompressor.from_config(str(yaml_file), keep_order=True)
-    assert pp.scorer_config == lc.scorer_config == scorer.config
+    # the file's keys reach all three; the adapters, whose items come in a retriever's order, take the
+    # ranked-input settings for the position corrections the file does not name
+    ranked = {k: v for k, v in RANKED_INPUT.items() if k != "layout"}
+    assert pp.scorer_config == lc.scorer_config == scorer.config.replace(**ranked)
     assert pp.top_n == 3 and lc.keep_order is True
     assert pp.scorer_options == {"max_context_tokens": 2048}
     assert pp.scorer.loaded is lc.scorer.loaded is scorer.loaded

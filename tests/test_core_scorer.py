@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from qr_integrations import HeadSet, QRScorer
+from qr_integrations.core.config import QRHEAD_SCORING
 from qr_integrations.core.models import loaded_models
 from qr_integrations.core.reference import ReferenceScorer
 
@@ -27,7 +28,7 @@ def _close(fast: list[float], slow: list[float]) -> None:
 
 @pytest.mark.parametrize("heads", ["all", "10-0,12-3,12-8,14-1,15-4,20-7"])
 def test_matches_slow_reference(scorer: QRScorer, reference: ReferenceScorer, questions, heads: str) -> None:
-    fast_scorer = QRScorer(device="cpu", heads=heads)
+    fast_scorer = QRScorer(device="cpu", **QRHEAD_SCORING, heads=heads)
     for query, chunks, _ in questions[:3]:
         fast = fast_scorer.score(query, chunks)
         slow = reference.score(query, chunks, heads=heads)
@@ -35,7 +36,7 @@ def test_matches_slow_reference(scorer: QRScorer, reference: ReferenceScorer, qu
 
 
 def test_matches_reference_without_calibration(reference: ReferenceScorer, questions) -> None:
-    fast = QRScorer(device="cpu", calibrate=False, heads="all")  # the reference's head set
+    fast = QRScorer(device="cpu", **QRHEAD_SCORING, calibrate=False, heads="all")  # the reference's head set
     query, chunks, _ = questions[0]
     _close(fast.score(query, chunks), reference.score(query, chunks, calibrate=False))
 
@@ -43,11 +44,11 @@ def test_matches_reference_without_calibration(reference: ReferenceScorer, quest
 def test_early_exit_does_not_change_scores(scorer: QRScorer, questions) -> None:
     # a subset whose deepest layer is 12: the forward stops there, scores equal the all-layer sums of those heads
     query, chunks, _ = questions[1]
-    shallow = QRScorer(device="cpu", heads="3-1,12-4")
+    shallow = QRScorer(device="cpu", **QRHEAD_SCORING, heads="3-1,12-4")
     detail = scorer.head_scores(query, chunks, heads="all")
     rows = [detail.heads.index((3, 1)), detail.heads.index((12, 4))]
     # per-head outlier filtering differs from filtering the sum, so compare without filtering
-    no_filter = QRScorer(device="cpu", heads="3-1,12-4", outlier_std=None)
+    no_filter = QRScorer(device="cpu", **QRHEAD_SCORING, heads="3-1,12-4", outlier_std=None)
     expected = detail.mass[rows].sum(dim=0)
     got = torch.tensor(no_filter.score(query, chunks), dtype=torch.float64)
     assert torch.allclose(got, expected, atol=1e-6 * float(expected.abs().max()))
@@ -62,8 +63,8 @@ def test_gold_chunk_ranks_first(scorer: QRScorer, questions) -> None:
 def test_calibration_matters(questions) -> None:
     # all heads (ICR-style): without the null-query calibration the top chunk is mostly wrong. The detected
     # default set already ranks these easy questions right without it (docs/heads.md), so pin all heads here.
-    cal = QRScorer(device="cpu", heads="all")
-    uncal = QRScorer(device="cpu", calibrate=False, heads="all")
+    cal = QRScorer(device="cpu", **QRHEAD_SCORING, heads="all")
+    uncal = QRScorer(device="cpu", **QRHEAD_SCORING, calibrate=False, heads="all")
     hits_cal = sum(cal.rank(q, c).indices[0] == g for q, c, g in questions)
     hits_uncal = sum(uncal.rank(q, c).indices[0] == g for q, c, g in questions)
     assert hits_cal == len(questions)
@@ -88,7 +89,7 @@ def test_titles_and_mappings(scorer: QRScorer) -> None:
 
 def test_model_is_shared(scorer: QRScorer) -> None:
     before = len(loaded_models())
-    other = QRScorer(device="cpu", heads="all")
+    other = QRScorer(device="cpu", **QRHEAD_SCORING, heads="all")
     assert other.loaded is scorer.loaded
     assert len(loaded_models()) == before
 
@@ -96,7 +97,7 @@ def test_model_is_shared(scorer: QRScorer) -> None:
 # ---------------------------------------------------------------- windows
 def test_window_that_holds_everything_gives_same_scores(scorer: QRScorer, questions) -> None:
     q, c, _ = questions[2]
-    wide = QRScorer(device="cpu", max_context_tokens=4096)
+    wide = QRScorer(device="cpu", **QRHEAD_SCORING, max_context_tokens=4096)
     assert wide.score(q, c) == scorer.score(q, c)
 
 
@@ -104,7 +105,7 @@ def test_long_context_is_windowed(scorer: QRScorer, questions) -> None:
     q, base, gold = questions[0]
     filler = [f"Note {i}: the committee met on day {i} and discussed the budget for the next quarter." for i in range(60)]
     chunks = [*filler[:30], base[gold], *filler[30:]]
-    small = QRScorer(device="cpu", max_context_tokens=512)
+    small = QRScorer(device="cpu", **QRHEAD_SCORING, max_context_tokens=512)
     plan = small.window_plan(chunks, q)
     assert len(plan) > 1
     scores = small.score(q, chunks)
@@ -114,7 +115,7 @@ def test_long_context_is_windowed(scorer: QRScorer, questions) -> None:
 
 
 def test_chunk_longer_than_window_is_split(scorer: QRScorer) -> None:
-    small = QRScorer(device="cpu", max_context_tokens=256)
+    small = QRScorer(device="cpu", **QRHEAD_SCORING, max_context_tokens=256)
     long_chunk = " ".join(["The committee discussed the budget for the next quarter."] * 60)
     scores = small.score("Which fruit has potassium?", [long_chunk, "Bananas are rich in potassium."])
     assert len(scores) == 2 and all(math.isfinite(s) for s in scores)
@@ -170,9 +171,9 @@ def test_errors(scorer: QRScorer) -> None:
 
 def test_bad_heads_are_clear_errors(scorer: QRScorer) -> None:
     with pytest.raises(ValueError, match="outside this model"):
-        _ = QRScorer(device="cpu", heads="31-0").head_set
+        _ = QRScorer(device="cpu", **QRHEAD_SCORING, heads="31-0").head_set
     with pytest.raises(ValueError, match="30 x 9|was made for"):
-        _ = QRScorer(device="cpu", heads="llama-3.1-8b-instruct-nq").head_set
+        _ = QRScorer(device="cpu", **QRHEAD_SCORING, heads="llama-3.1-8b-instruct-nq").head_set
     assert HeadSet.parse("all").is_all
 
 
@@ -194,7 +195,7 @@ def test_score_head_sets_matches_separate_scorers(scorer: QRScorer, questions) -
     sets = ["all", "3-1,12-4", "20-0,5-5,12-4"]
     together = scorer.score_head_sets(q, c, sets)
     for spec, got in zip(sets, together):
-        alone = QRScorer(device="cpu", heads=spec).score(q, c)
+        alone = QRScorer(device="cpu", **QRHEAD_SCORING, heads=spec).score(q, c)
         tol = 1e-5 * max(abs(x) for x in alone)
         assert got == pytest.approx(alone, abs=tol)
 
@@ -203,8 +204,8 @@ def test_int8_quantized_scorer_is_a_separate_model_that_still_ranks() -> None:
     from qr_integrations.core.models import load_model
 
     chunks = ["The Eiffel Tower is in Paris.", "Bananas are rich in potassium.", "Violins have four strings."]
-    plain = QRScorer(device="cpu", num_threads=1)
-    int8 = QRScorer(device="cpu", num_threads=1, quantize="int8")
+    plain = QRScorer(device="cpu", **QRHEAD_SCORING, num_threads=1)
+    int8 = QRScorer(device="cpu", **QRHEAD_SCORING, num_threads=1, quantize="int8")
     assert int8.loaded is not plain.loaded and int8.loaded is load_model(device="cpu", quantize="int8")
     assert type(plain.loaded.layers[0].mlp.up_proj).__name__ == "Linear"
     assert "quantized" in type(int8.loaded.layers[0].mlp.up_proj).__module__  # the float model was not touched

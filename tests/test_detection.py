@@ -13,6 +13,7 @@ import pytest
 
 from qr_integrations import DetectionError, DetectionExample, HeadSet, HeadSetError, QRScorer, detect_heads, rank_heads
 from qr_integrations.cli import main as cli_main
+from qr_integrations.core.config import QRHEAD_SCORING
 from qr_integrations.core.detection import (
     HeadRanking,
     check_metric,
@@ -196,7 +197,7 @@ def test_shipped_sets_load_by_name() -> None:
     for budget in (9, 18):  # the depth-budget sets keep to their layers, so their passes stop there
         hs = HeadSet.named(f"smollm2-135m-instruct-mix-l{budget}")
         assert hs.heads is not None and max(layer for layer, _ in hs.heads) < budget
-        assert QRScorer(device="cpu", heads=hs).head_plan().deepest < budget
+        assert QRScorer(device="cpu", **QRHEAD_SCORING, heads=hs).head_plan().deepest < budget
 
 
 def test_embedded_model_defaults_to_detected_set() -> None:
@@ -228,7 +229,7 @@ def test_detect_heads_end_to_end(tiny_model: str) -> None:
     # the detected set scores with the same model
     assert len(QRScorer(tiny_model, device="cpu", heads=hs).score("q?", ["a", "b"])) == 2
     with pytest.raises(HeadSetError, match="was made for"):
-        _ = QRScorer(device="cpu", heads=hs).head_set  # the embedded model has another shape
+        _ = QRScorer(device="cpu", **QRHEAD_SCORING, heads=hs).head_set  # the embedded model has another shape
 
 
 def test_detect_heads_rejects_bad_input(tiny_model: str) -> None:
@@ -317,4 +318,5 @@ def test_detect_warns_when_the_examples_cannot_separate_heads(tmp_path: Path, qu
     assert code == 0 and out.exists()
     assert "qr-integrations detect: warning:" in err and "tie at 1.000 across the cut at the 16th best, on 4 examples" in err
     with pytest.warns(UserWarning, match="cannot separate them"):
-        detect_heads(QRScorer(device="cpu", num_threads=1), [(q, c, [g]) for q, c, g in questions[:4]], top_k=16)
+        detect_heads(QRScorer(device="cpu", **QRHEAD_SCORING, num_threads=1), [(q, c, [g]) for q, c, g in questions[:4]],
+                     top_k=16)

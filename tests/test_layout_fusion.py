@@ -8,7 +8,7 @@ import math
 import pytest
 
 from qr_integrations import QRScorer, ScorerConfig
-from qr_integrations.core.config import ConfigError
+from qr_integrations.core.config import QRHEAD_SCORING, ConfigError
 from qr_integrations.core.fusion import fuse, minmax, order_scores, ranks, reciprocal_rank_fusion, weighted_fusion
 from qr_integrations.core.layout import layout_orders
 
@@ -58,7 +58,7 @@ def test_both_is_the_mean_of_the_two_single_layouts(layouts: dict[str, list[floa
 
 
 def test_config_layout_is_the_default_and_a_call_overrides_it(scorer: QRScorer, layouts) -> None:
-    rev = QRScorer(device="cpu", layout="reversed")
+    rev = QRScorer(device="cpu", **QRHEAD_SCORING, layout="reversed")
     assert rev.config.layout == "reversed"
     assert rev.score(QUERY, CHUNKS) == layouts["reversed"]
     assert rev.score(QUERY, CHUNKS, layout="input") == layouts["input"]
@@ -79,7 +79,7 @@ def test_layout_round_trips_and_bad_values_are_refused() -> None:
     with pytest.raises(ConfigError, match="layout"):
         ScorerConfig(layout="backwards")
     with pytest.raises(ValueError, match="layout must be one of"):
-        QRScorer(device="cpu").score(QUERY, CHUNKS, layout="sideways")
+        QRScorer(device="cpu", **QRHEAD_SCORING).score(QUERY, CHUNKS, layout="sideways")
 
 
 def test_layout_orders() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from qr_integrations import QRScorer, ScorerConfig
 from qr_integrations.core.aggregate import tournament_merge
-from qr_integrations.core.config import ConfigError
+from qr_integrations.core.config import QRHEAD_SCORING, ConfigError
 from qr_integrations.core.windows import CROSS_WINDOW_STRATEGIES
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -36,7 +36,7 @@ SHORT = ["The Eiffel Tower is in Paris.", "Bananas are rich in potassium.", "Cat
 
 
 def strategy_scorer(strategy: str, window: int | None = 256, heads: str | None = None) -> QRScorer:
-    return QRScorer(device="cpu", heads=heads, max_context_tokens=window, cross_window=strategy)
+    return QRScorer(device="cpu", **QRHEAD_SCORING, heads=heads, max_context_tokens=window, cross_window=strategy)
 
 
 def close(a: list[float], b: list[float]) -> bool:
@@ -80,7 +80,7 @@ def test_prepared_context_equals_score_over_several_windows(strategy: str) -> No
 
 @pytest.mark.parametrize("position", [0, 9, 19])
 def test_default_strategy_finds_a_needle_anywhere_and_keeps_input_order(scorer: QRScorer, position: int) -> None:
-    s = QRScorer(device="cpu", max_context_tokens=256)
+    s = QRScorer(device="cpu", **QRHEAD_SCORING, max_context_tokens=256)
     chunks = [*FILLER[:19]]
     chunks.insert(position, NEEDLE)
     assert len(s.window_plan(chunks)) >= 4
@@ -90,7 +90,7 @@ def test_default_strategy_finds_a_needle_anywhere_and_keeps_input_order(scorer: 
 
 
 def test_default_strategy_keeps_a_semantic_gold_chunk_across_windows(scorer: QRScorer) -> None:
-    s = QRScorer(device="cpu", max_context_tokens=256)
+    s = QRScorer(device="cpu", **QRHEAD_SCORING, max_context_tokens=256)
     chunks = [*TOPICS[:6], *FILLER[:3], SEMANTIC, *FILLER[3:6], *TOPICS[6:]]
     assert len(s.window_plan(chunks)) >= 3
     ranking = s.rank("How do insects tell each other where to find food?", chunks)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from qr_integrations import ContextClosedError, PreparedContext, QRScorer, QueryTooLongError, ScorerConfig
-from qr_integrations.core.config import ConfigError
+from qr_integrations.core.config import QRHEAD_SCORING, ConfigError
 from qr_integrations.core.engine import ForwardEngine
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -65,12 +65,12 @@ def close(a: list[float], b: list[float]) -> bool:
 
 @pytest.fixture(scope="module")
 def fast(scorer: QRScorer) -> QRScorer:
-    return QRScorer(device="cpu", heads=FAST_HEADS)
+    return QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS)
 
 
 @pytest.fixture(scope="module")
 def windowed(scorer: QRScorer) -> QRScorer:
-    return QRScorer(device="cpu", heads=FAST_HEADS, max_context_tokens=256)
+    return QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS, max_context_tokens=256)
 
 
 # ---------------------------------------------------------------- equality with the plain calls
@@ -90,7 +90,7 @@ def test_context_with_the_default_heads(scorer: QRScorer) -> None:
 
 
 def test_context_follows_the_config_layout(fast: QRScorer) -> None:
-    rev = QRScorer(device="cpu", heads=FAST_HEADS, layout="reversed")
+    rev = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS, layout="reversed")
     with rev.context(CHUNKS) as ctx:
         assert ctx.layout == "reversed"
         assert ctx.score(QUESTIONS[0]) == rev.score(QUESTIONS[0], CHUNKS)
@@ -106,7 +106,7 @@ def test_context_over_several_windows_and_a_split_chunk(windowed: QRScorer) -> N
         for q in QUESTIONS[:3]:
             plain = windowed.score(q, chunks)
             assert close(ctx.score(q), plain) and ctx.rank(q).indices == windowed.rank(q, chunks).indices
-    both = QRScorer(device="cpu", heads=FAST_HEADS, max_context_tokens=256, layout="both")
+    both = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS, max_context_tokens=256, layout="both")
     with both.context(chunks) as ctx:
         assert close(ctx.score(QUESTIONS[0]), both.score(QUESTIONS[0], chunks))
 
@@ -202,7 +202,8 @@ def test_empty_context(fast: QRScorer) -> None:
 # ---------------------------------------------------------------- the prefix cache
 def test_prefix_cache_reuses_the_chunks_for_a_new_query(fast: QRScorer, windowed: QRScorer) -> None:
     for plain, chunks in ((fast, CHUNKS), (windowed, [*FILLER, LONG])):
-        cached = QRScorer(device="cpu", heads=FAST_HEADS, max_context_tokens=plain.config.max_context_tokens,
+        cached = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS,
+                          max_context_tokens=plain.config.max_context_tokens,
                           prefix_cache_mb=64)
         engine = CountingEngine(cached.loaded)
         cached.engine = engine
@@ -222,10 +223,10 @@ def test_prefix_cache_reuses_the_chunks_for_a_new_query(fast: QRScorer, windowed
 
 
 def test_prefix_cache_stays_within_its_budget(fast: QRScorer) -> None:
-    tiny = QRScorer(device="cpu", heads=FAST_HEADS, prefix_cache_mb=0.01)  # smaller than one prefix
+    tiny = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS, prefix_cache_mb=0.01)  # smaller than one prefix
     assert tiny.score(QUESTIONS[0], CHUNKS) == fast.score(QUESTIONS[0], CHUNKS)
     assert tiny.prefix_cache is not None and len(tiny.prefix_cache) == 0 and tiny.prefix_cache.nbytes == 0
-    assert QRScorer(device="cpu", heads=FAST_HEADS).prefix_cache is None  # off by default
+    assert QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS).prefix_cache is None  # off by default
 
 
 def test_prefix_cache_config_field() -> None:
@@ -239,7 +240,7 @@ def test_prefix_cache_config_field() -> None:
 
 
 def test_prefix_cache_is_thread_safe(fast: QRScorer) -> None:
-    cached = QRScorer(device="cpu", heads=FAST_HEADS, prefix_cache_mb=64)
+    cached = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS, prefix_cache_mb=64)
     lists = [CHUNKS, CHUNKS[::-1], CHUNKS[:3]]
     jobs = [(q, c) for q in QUESTIONS for c in lists]
     with ThreadPoolExecutor(max_workers=4) as pool:

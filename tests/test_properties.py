@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qr_integrations import QRScorer, fuse
+from qr_integrations.core.config import QRHEAD_SCORING
 from qr_integrations.core.prompt import clean_text
 
 FAST_HEADS = "1-0,2-3,3-5"
@@ -47,7 +48,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def fast(scorer: QRScorer) -> QRScorer:
-    return QRScorer(device="cpu", heads=FAST_HEADS)
+    return QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS)
 
 
 @SETTINGS

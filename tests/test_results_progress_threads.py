@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from qr_integrations import QRScorer, RankedResults, TrimResult
+from qr_integrations.core.config import QRHEAD_SCORING
 from qr_integrations.core.results import RankedChunk
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -75,10 +76,10 @@ def test_trim_result_to_dict() -> None:
 
 def test_progress_shows_for_one_window(scorer: QRScorer, capsys: pytest.CaptureFixture[str]) -> None:
     _ = scorer.loaded  # the shared model, loaded before: this test is about the scoring bar
-    quiet = QRScorer(device="cpu", heads=FAST_HEADS)
+    quiet = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS)
     quiet.score(QUERY, CHUNKS)
     assert capsys.readouterr().err == ""
-    shown = QRScorer(device="cpu", heads=FAST_HEADS, show_progress=True)
+    shown = QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS, show_progress=True)
     shown.score(QUERY, CHUNKS)
     err = capsys.readouterr().err
     assert "scoring 1 window" in err and "tok" in err
@@ -87,9 +88,10 @@ def test_progress_shows_for_one_window(scorer: QRScorer, capsys: pytest.CaptureF
 LOADS = """
 import sys
 from qr_integrations import QRScorer, clear_model_cache
+from qr_integrations.core.config import QRHEAD_SCORING
 for show in (False, True, False):
     clear_model_cache()
-    QRScorer(device="cpu", heads="3-1", show_progress=show).count_tokens("x")
+    QRScorer(device="cpu", **QRHEAD_SCORING, heads="3-1", show_progress=show).count_tokens("x")
     print(f"=== loaded with show_progress={show}", file=sys.stderr, flush=True)
 """
 
@@ -111,11 +113,12 @@ def test_num_threads_applies_while_the_scorer_runs(scorer: QRScorer) -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        QRScorer(device="cpu", heads=FAST_HEADS, num_threads=1).score(QUERY, CHUNKS)
+        QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS, num_threads=1).score(QUERY, CHUNKS)
         assert seen and set(seen) == {1}
         assert torch.get_num_threads() == 2  # restored after the call
         seen.clear()
-        QRScorer(device="cpu", heads=FAST_HEADS).score(QUERY, CHUNKS)  # None: torch's setting is left alone
+        # None: torch's setting is left alone
+        QRScorer(device="cpu", **QRHEAD_SCORING, heads=FAST_HEADS).score(QUERY, CHUNKS)
         assert seen and set(seen) == {2}
     finally:
         hook.remove()

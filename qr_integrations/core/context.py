@@ -205,7 +205,7 @@ class PreparedContext:
                 for ws in self._windows
             )
         return HeadAttention(query, self.heads, len(self.chunks), layouts, self.cross_window,
-                             self.scorer.config.calibration)
+                             self.scorer.config.effective_calibration)
 
     def score(self, query: str) -> list[float]:
         """One score per chunk, as ``scorer.score(query, chunks)`` gives them.

@@ -336,7 +336,7 @@ class QRScorer:
                         progress.close()
                 layouts.append(tuple(scored))
         return HeadAttention(query, plan.heads, len(norm), tuple(layouts), self.config.cross_window,
-                             self.config.calibration)
+                             self.config.effective_calibration)
 
     # ------------------------------------------------------------------ public API
     def head_attention(

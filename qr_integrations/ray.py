@@ -21,7 +21,10 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,7 +51,8 @@ LOCAL_RAY_ENV = {
 
 def start_local_ray(num_cpus: int | None = None, object_store_mb: int = 256, **init_kwargs: Any) -> None:
     """Start (or join, when one is running in this process) a quiet local Ray: no dashboard, no usage
-    stats, a capped object store. For a real cluster call ``ray.init(address=...)`` instead.
+    stats, no worker logs or INFO lines on the driver, a capped object store. For a real cluster call
+    ``ray.init(address=...)`` instead.
 
     Example:
         >>> start_local_ray(num_cpus=2)  # doctest: +SKIP
@@ -57,6 +61,7 @@ def start_local_ray(num_cpus: int | None = None, object_store_mb: int = 256, **i
         return
     for key, value in LOCAL_RAY_ENV.items():
         os.environ.setdefault(key, value)
+    init_kwargs.setdefault("logging_level", logging.WARNING)
     ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=object_store_mb * 1024 * 1024,
              log_to_driver=False, **init_kwargs)
 
@@ -170,6 +175,7 @@ def rerank_dataset(
     actors: int = 1,
     num_gpus: float = 0,
     batch_size: int = 16,
+    max_restarts: int = 0,
 ) -> Any:
     """``ds`` with a ``scores`` column (floats aligned with each row's chunks) and a ``ranking`` column
     (chunk indices, best first; the best ``top_n`` when set), scored by a pool of actors, one model each.
@@ -183,6 +189,10 @@ def rerank_dataset(
         actors: actors in the pool (``ActorPoolStrategy(size=actors)``), one CPU each unless ``num_gpus``.
         num_gpus: GPUs per actor (e.g. ``1``, or ``0.5`` to pack two on one GPU).
         batch_size: rows per batch handed to an actor.
+        max_restarts: how often Ray recreates an actor that died (``-1``: always, Ray Data's own default). Off
+            by default: Ray then logs an error-level line on every run, because an actor's constructor
+            arguments sit in the object store, where a restart may not find them (ray-project/ray#53727).
+            Pass ``-1`` on a cluster whose nodes come and go.
 
     Example:
         >>> ranked = rerank_dataset(ray.data.read_json("rows.jsonl"), actors=2)  # doctest: +SKIP
@@ -199,15 +209,19 @@ def rerank_dataset(
         raise ValueError(f"the dataset has no column(s) {missing}; its columns are {ds.schema().names}; pass "
                          "query_column= and chunks_column=")
     extra: dict[str, Any] = {"num_gpus": num_gpus} if num_gpus else {"num_cpus": 1}
-    return ds.map_batches(
-        _RankBatches,
-        fn_constructor_kwargs={"config": _config_dict(config), "query_column": query_column,
-                               "chunks_column": chunks_column, "top_n": top_n},
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        batch_size=batch_size,
-        batch_format="pandas",
-        **extra,
-    )
+    with warnings.catch_warnings():
+        # map_batches takes max_restarts only among the remote args it has deprecated, naming no replacement yet
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        return ds.map_batches(
+            _RankBatches,
+            fn_constructor_kwargs={"config": _config_dict(config), "query_column": query_column,
+                                   "chunks_column": chunks_column, "top_n": top_n},
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            batch_size=batch_size,
+            batch_format="pandas",
+            max_restarts=max_restarts,
+            **extra,
+        )
 
 
 def rank_file_ray(
@@ -225,6 +239,9 @@ def rank_file_ray(
     """``qr-integrations rank-file --ray``: read with Ray Data, rank with :func:`rerank_dataset`, and write
     one output file in input order (the same rows the in-process path writes). Connect first
     (``ray.init(address=...)`` or :func:`start_local_ray`). Returns the rows written.
+
+    Quiet: Ray Data's INFO and WARNING logs stay in its log files (``/tmp/ray/session_*/logs/ray-data``), and its progress
+    bars show only with ``show_progress`` on a terminal (elsewhere Ray Data logs progress as many lines).
     """
     import json
     from pathlib import Path
@@ -233,7 +250,8 @@ def rank_file_ray(
 
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
-    ctx.enable_progress_bars = show_progress
+    ctx.enable_progress_bars = show_progress and sys.stderr.isatty()
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its files keep every line
     src, dst = os.fspath(in_path), Path(out_path)
     ds = ray.data.read_json(src, lines=True) if file_format(src) == "jsonl" else ray.data.read_parquet(src)
     ranked = rerank_dataset(ds, config=config, query_column=query_column, chunks_column=chunks_column,

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +45,24 @@ def rows() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def reference() -> QRScorer:
-    return QRScorer(device="cpu", layout="reversed", num_threads=1)
+    """What Ray runs: the ranked-input settings (candidates come best first), one thread."""
+    from qr_integrations.core.config import config_for_ranked_input
+
+    return QRScorer(config=config_for_ranked_input(CONFIG))
+
+
+def test_a_ray_run_is_quiet(rows: list[dict[str, Any]], tmp_path: Path) -> None:
+    """``rank-file --ray`` in its own process (its own local Ray): a successful run prints its summary line alone,
+    not Ray Data's INFO and progress lines, nor Ray's error-level line about restartable actors."""
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run([sys.executable, "-m", "qr_integrations.cli", "rank-file", str(src), str(tmp_path / "out.jsonl"),
+                           "--ray", "--device", "cpu", "--threads", "1"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [f"ranked 2 rows into {tmp_path / 'out.jsonl'} on Ray (1 actors)"], done.stderr[-3000:]
 
 
 def test_rerank_dataset_equals_in_process(cluster: None, rows: list[dict[str, Any]], reference: QRScorer) -> None:

@@ -180,11 +180,15 @@ def test_an_adapter_uses_the_scorer_it_is_given() -> None:
     pytest.importorskip("langchain_core")
     from qr_integrations.langchain import QRHeadDocumentCompressor
 
-    given = QRScorer(heads="all", device="cpu", max_context_tokens=2048)
+    given = QRScorer(heads="all", device="cpu", max_context_tokens=2048, **QRHEAD_SCORING)
     comp = QRHeadDocumentCompressor(scorer=given)
     assert comp.scorer is given
     assert comp.heads == "all" and comp.scorer_options == {"max_context_tokens": 2048}
     assert QRHeadDocumentCompressor.from_config(comp.scorer_config).scorer_options == {"max_context_tokens": 2048}
+    # a scorer at the library's defaults keeps its position corrections through the adapter's config
+    corrected = QRHeadDocumentCompressor(scorer=QRScorer(heads="all", device="cpu"))
+    assert corrected.scorer_options == {"calibration": "divide", "orders": 2, "prior": "bm25"}
+    assert QRHeadDocumentCompressor.from_config(corrected.scorer_config).scorer_config == corrected.scorer.config
     with pytest.raises(TypeError, match="either scorer="):
         QRHeadDocumentCompressor(scorer=given, heads="3-1")
     with pytest.raises(TypeError, match="must be a QRScorer"):

@@ -34,6 +34,7 @@ class ConfigError(ValueError):
 COMPONENT_KEYS = frozenset({
     "top_n", "score_threshold", "max_tokens", "keep_order", "fusion", "fusion_weight", "rrf_k",
     "keep_retrieval_score", "metadata_mode",  # LlamaIndex only
+    "retriever_score_key",  # LangChain only
     "class_name", "callback_manager", "name",  # serialisation: LlamaIndex's class name, LangChain's run name
 })
 

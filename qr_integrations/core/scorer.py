@@ -349,8 +349,10 @@ class QRScorer:
         :meth:`HeadAttention.head_scores` for each head alone. ``score``, ``score_head_sets`` and
         ``head_scores`` are such views.
 
+        :meth:`score` is ``att.scores()`` fused with the config's ``prior`` (none here).
+
         Example:
-            >>> s = QRScorer()
+            >>> s = QRScorer(prior="none")
             >>> att = s.head_attention("Which fruit has potassium?", ["Paris.", "Bananas have potassium."])
             >>> att.scores() == s.score("Which fruit has potassium?", ["Paris.", "Bananas have potassium."])
             True

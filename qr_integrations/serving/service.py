@@ -57,7 +57,7 @@ def minmax_scores(scores: list[float]) -> list[float]:
     Equal scores (one document, or all tied) all get 1.0: none is worse than the best.
 
     Example:
-        >>> minmax_scores([0.2, 1.0, 0.6]), minmax_scores([0.3])
+        >>> minmax_scores([1.0, 3.0, 2.0]), minmax_scores([0.3])
         ([0.0, 1.0, 0.5], [1.0])
     """
     if not scores:

@@ -256,9 +256,10 @@ class QRHeadSettings(BaseModel):
                 f"{cls.__name__} keys: {sorted(own)}"
             )
         scorer = ScorerConfig.from_dict({k: v for k, v in data.items() if k in SCORER_KEYS}).to_dict()
-        defaults = ScorerConfig().to_dict()
+        # options the config names and that differ from what the component uses anyway (ranked-input settings)
+        defaults = ScorerConfig(**RANKED_INPUT).to_dict()
         kwargs: dict[str, Any] = {k: scorer[k] for k in _MODEL_FIELDS}
-        kwargs["scorer_options"] = {k: scorer[k] for k in OPTION_KEYS if scorer[k] != defaults[k]}
+        kwargs["scorer_options"] = {k: scorer[k] for k in OPTION_KEYS if k in data and scorer[k] != defaults[k]}
         kwargs.update({k: v for k, v in data.items() if k in own})
         kwargs.update(own_scorer)
         kwargs.update(fields)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from qr_integrations import QRScorer
+from qr_integrations.core.config import QRHEAD_SCORING
 from qr_integrations.core.reference import ReferenceScorer
 
 SMALL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4,
@@ -47,7 +48,7 @@ def test_tiny_model_matches_reference(arch: str, tmp_path, tokenizer_source: str
     query = "Which fruit has potassium?"
     chunks = ["Bananas are rich in potassium.", "Paris is the capital of France.", "Cats purr when content."]
     for heads in ("all", "0-1,2-3"):
-        fast = QRScorer(str(tmp_path), heads=heads, device="cpu")
+        fast = QRScorer(str(tmp_path), heads=heads, device="cpu", **QRHEAD_SCORING)
         slow = ReferenceScorer(fast.loaded)
         got, want = fast.score(query, chunks), slow.score(query, chunks, heads=heads)
         tol = 1e-4 * max(abs(x) for x in want)

@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 
 from qr_integrations import ConfigError, QRScorer, ScorerConfig
-from qr_integrations.core.config import COMPONENT_KEYS, RANKED_INPUT, read_config_mapping
+from qr_integrations.core.config import COMPONENT_KEYS, QRHEAD_SCORING, RANKED_INPUT, read_config_mapping
+
+# the scorer's own defaults for the position corrections (a component's file names none of them)
+SCORER_CORRECTIONS = {k: getattr(ScorerConfig(), k) for k in QRHEAD_SCORING}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -93,8 +96,10 @@ def test_a_serialised_component_fits_the_other_adapter_and_the_scorer() -> None:
     back = postprocessor_cls.from_config(lc.model_dump())  # LangChain's run name is skipped too
     assert back.scorer_config == pp.scorer_config
     # scorer_options are read as scorer keys; the component's layout becomes the scorer's default layout
-    assert ScorerConfig.load(pp.to_dict()) == pp.scorer_config.replace(layout="reversed")
-    assert QRScorer.from_config(lc.model_dump()).config == lc.scorer_config.replace(layout="reversed")
+    # (the scorer takes its own defaults for the position corrections the file does not name)
+    assert ScorerConfig.load(pp.to_dict()) == pp.scorer_config.replace(layout="reversed", **SCORER_CORRECTIONS)
+    assert QRScorer.from_config(lc.model_dump()).config == lc.scorer_config.replace(layout="reversed",
+                                                                                    **SCORER_CORRECTIONS)
 
 
 def test_truly_unknown_keys_are_still_refused() -> None:
@@ -128,7 +133,8 @@ def test_to_yaml_round_trips_and_feeds_the_scorer(tmp_path: Path) -> None:
         assert "scorer_options" not in data and data["max_context_tokens"] == 2048 and data["top_n"] == 3
         again = cls.from_config(tmp_path / "c.yaml")
         assert again.model_dump(exclude={"callback_manager"}) == component.model_dump(exclude={"callback_manager"})
-        assert QRScorer.from_config(text).config == component.scorer_config.replace(layout="input")
+        assert QRScorer.from_config(text).config == component.scorer_config.replace(layout="input",
+                                                                                    **SCORER_CORRECTIONS)
 
 
 # ---------------------------------------------------------------------------------------------- values

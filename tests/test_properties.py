@@ -174,7 +174,10 @@ def test_llama_index_keeps_nodes_and_metadata(
     assert len({o.node.node_id for o in out}) == len(out)
     for o in out:
         k = by_id[o.node.node_id]
-        assert o.node is nodes[k].node  # the same node object: id, text, metadata, relationships kept
-        assert o.node.metadata == before[k]
+        # under fusion (the default) a copy that keeps id, text and relationships, and adds QRHead's own score
+        assert o.node is not nodes[k].node and o.node.get_content() == nodes[k].node.get_content()
+        assert o.node.relationships == nodes[k].node.relationships
+        assert o.node.metadata == {**before[k], "qrhead_score": o.node.metadata["qrhead_score"]}
+        assert nodes[k].node.metadata == before[k]  # the input is not touched
         assert type(o.score) is float and math.isfinite(o.score)
     assert [o.score for o in out] == sorted((o.score for o in out), reverse=True)

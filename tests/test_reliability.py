@@ -392,8 +392,9 @@ def test_scores_are_bit_identical_across_processes(fast: QRScorer) -> None:
     code = (
         "import json, sys\n"
         "from qr_integrations import QRScorer\n"
+        "from qr_integrations.core.config import QRHEAD_SCORING\n"
         "q, chunks, heads = json.loads(sys.stdin.read())\n"
-        "print(json.dumps([x.hex() for x in QRScorer(device='cpu', heads=heads).score(q, chunks)]))\n"
+        "print(json.dumps([x.hex() for x in QRScorer(device='cpu', heads=heads, **QRHEAD_SCORING).score(q, chunks)]))\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
            "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the same thread count as this process

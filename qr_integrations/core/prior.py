@@ -43,6 +43,8 @@ def bm25_scores(query: str, texts: Sequence[str]) -> list[float]:
         >>> s = bm25_scores("Which fruit has potassium?", ["Paris is in France.", "Bananas have potassium."])
         >>> s[1] > s[0] == 0.0
         True
+        >>> bm25_scores("potassium", ["", "the and of"])
+        [0.0, 0.0]
     """
     import bm25s
 
@@ -50,6 +52,8 @@ def bm25_scores(query: str, texts: Sequence[str]) -> list[float]:
         return []
     stemmer = _stemmer()
     tokens = bm25s.tokenize(list(texts), stopwords="en", stemmer=stemmer, show_progress=False)
+    if not tokens.vocab:  # nothing but stop words and punctuation: no term can match
+        return [0.0] * len(texts)
     index = bm25s.BM25(k1=0.9, b=0.4)
     index.index(tokens, show_progress=False)
     words = bm25s.tokenize([query], stopwords="en", stemmer=stemmer, show_progress=False, return_ids=False)[0]

@@ -281,6 +281,8 @@ def _cmd_trim(args: argparse.Namespace) -> int:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
+    from .core import QRScorer
+    from .core.config import QRHEAD_SCORING
     from .core.detection import check_metric, read_examples, score_heads
 
     metric = check_metric(args.metric)
@@ -297,6 +299,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             raise BadInputError("--plot needs matplotlib: pip install 'qr-integrations[plots]'") from exc
     examples = read_examples(args.data)
     scorer = scorer_from_args(args, heads="all")  # detection scores every head
+    # under QRHead's own scoring, as the shipped head sets were detected (no position corrections)
+    scorer = QRScorer(config=scorer.config.replace(**QRHEAD_SCORING))
     ranking = score_heads(scorer, examples, metric, show_progress=not args.quiet)
     head_set = ranking.head_set(args.top_k, name=args.name or out.stem)
     head_set.to_yaml(out)

@@ -513,12 +513,14 @@ def check_max_layers(max_layers: int | None) -> None:
 
 
 def _as_scorer(scorer_or_model: Any, device: str) -> QRScorer:
+    from .config import QRHEAD_SCORING
     from .scorer import QRScorer
 
     if isinstance(scorer_or_model, QRScorer):
         return scorer_or_model
     if scorer_or_model is None or isinstance(scorer_or_model, (str, os.PathLike)):
-        return QRScorer(scorer_or_model, heads="all", device=device)
+        # QRHead's own scoring, as the shipped head sets were detected (no position corrections)
+        return QRScorer(scorer_or_model, heads="all", device=device, **QRHEAD_SCORING)
     raise TypeError(
         f"scorer_or_model must be a QRScorer, a model id/path, or None for the embedded model; "
         f"got {type(scorer_or_model).__name__}"

@@ -119,7 +119,8 @@ class QRScorer:
         config: a :class:`ScorerConfig` (or dict/path); explicit arguments override its fields.
         **options: any other :class:`ScorerConfig` field (``null_query``, ``calibrate``,
             ``max_context_tokens``, ``chunk_size``, ``outlier_std``, ``cache_dir``, ``show_progress``,
-            ``layout``, ``num_threads``, ``prefix_cache_mb``, ``cross_window``).
+            ``layout``, ``num_threads``, ``prefix_cache_mb``, ``cross_window``, and the position
+            corrections ``calibration``, ``orders``, ``prior``, ``prior_weight``: see docs/position.md).
 
     The model is loaded lazily on first use and shared with every other scorer of the same model,
     device and dtype. What can be checked without loading it is checked here (see :func:`check_config`).
@@ -373,7 +374,7 @@ class QRScorer:
                 scores averaged); ``None`` takes :attr:`ScorerConfig.layout`. Scores stay in input order.
 
         Returns:
-            Plain Python floats; ``[]`` for no chunks.
+            Plain Python floats; ``[]`` for no chunks. Under ``prior="bm25"`` (the default) they lie in [0, 1].
 
         Raises:
             ValueError: the query is empty.

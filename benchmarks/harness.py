@@ -309,7 +309,7 @@ def budget_select(scores: Sequence[float], counts: Sequence[int], max_tokens: in
         >>> budget_select([0.1, 0.9, 0.5], [10, 600, 500], max_tokens=1000)
         [1, 0]
     """
-    from qr_integrations.core.scorer import select_within_budget
+    from qr_integrations.core.aggregate import select_within_budget
 
     return select_within_budget(scores, counts, max_tokens, top_n)
 

@@ -18,12 +18,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, ValidationError, field_validator, model_validator
 from typing_extensions import Self
 
+from .core.aggregate import select_within_budget
 from .core.config import COMPONENT_KEYS, RANKED_INPUT, ConfigError, ScorerConfig, read_config_mapping
 from .core.fusion import RRF_K, check_method, fuse
 from .core.heads import HeadSet
 from .core.layout import check_layout
 from .core.models import DEFAULT_MODEL
-from .core.scorer import QRScorer, check_config, select_within_budget
+from .core.scorer import QRScorer
+from .core.validate import check_config
 
 logger = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ MODULES = [
     "qr_integrations.core.heads",
     "qr_integrations.core.layout",
     "qr_integrations.core.models",
+    "qr_integrations.core.pipeline",
     "qr_integrations.core.prior",
     "qr_integrations.core.prompt",
     "qr_integrations.core.reference",

@@ -312,17 +312,44 @@ class ScorerConfig:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def merge(cls, config: ScorerConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
+              model: str | os.PathLike[str] | None = None, heads: Any = None, device: str = "auto",
+              dtype: str = "auto", **options: Any) -> ScorerConfig:
+        """``config`` (read as :meth:`load` reads it; the defaults when ``None``) with the explicit arguments
+        over its fields, as :class:`~qr_integrations.QRScorer` takes them.
+
+        Example:
+            >>> cfg = ScorerConfig.merge({"layout": "input"}, device="cpu", orders=1)
+            >>> cfg.layout, cfg.device, cfg.orders
+            ('input', 'cpu', 1)
+        """
+        base = cls.load(config) if config is not None else cls()
+        changes: dict[str, Any] = dict(options)
+        if model is not None:
+            changes["model"] = os.fspath(model)
+        if heads is not None:
+            changes["heads"] = heads.to_string() if isinstance(heads, HeadSet) else heads
+        if device != "auto":
+            changes["device"] = str(device)
+        if dtype != "auto":
+            changes["dtype"] = str(dtype)
+        try:
+            return base.replace(**changes) if changes else base
+        except TypeError as exc:
+            raise TypeError(f"{exc}; valid options are the ScorerConfig fields") from exc
+
 
 #: Prompt layout for candidates that arrive best first (retriever output), unless a config names one.
 RANKED_INPUT_LAYOUT = "reversed"
 
+#: QRHead's own scoring, as in the paper and its reference code: the null query subtracted, one prompt order,
+#: no prior. ``QRScorer(**QRHEAD_SCORING)`` gives the paper's scores (the defaults add position corrections).
+QRHEAD_SCORING: dict[str, Any] = {"calibration": "subtract", "orders": 1, "prior": "none"}
 #: Settings for candidates that arrive best first, unless a config names them: the reversed layout, and none of
 #: the position corrections that the scorer's defaults apply to chunks in no retriever's order (the retriever's
 #: ranking is the prior there; the adapters fuse with it). These are the settings the retriever-order
 #: benchmarks measured (docs/benchmarks.md, "Adapters in retriever order").
-#: QRHead's own scoring, as in the paper and its reference code: the null query subtracted, one prompt order,
-#: no prior. ``QRScorer(**QRHEAD_SCORING)`` gives the paper's scores (the defaults add position corrections).
-QRHEAD_SCORING: dict[str, Any] = {"calibration": "subtract", "orders": 1, "prior": "none"}
 RANKED_INPUT: dict[str, Any] = {"layout": RANKED_INPUT_LAYOUT, **QRHEAD_SCORING}
 
 

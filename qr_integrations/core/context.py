@@ -13,20 +13,15 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from .aggregate import HeadAttention, WindowAttention, final_scores, ranked, trimmed
-from .engine import ContextClosedError, HeadPlan, PreparedPrefix, shared_length
-from .layout import layout_orders
-from .prior import with_prior
+from .aggregate import HeadAttention, ranked, trimmed
+from .engine import ContextClosedError, HeadPlan
+from .pipeline import Norm, Pipeline, chunk_texts, release
 from .results import RankedResults, TrimResult
 from .validate import check_positive, check_query
-from .windows import Window, capacity, plan_coverings, query_room, schedule, window_cost, window_progress
-
-if TYPE_CHECKING:
-    from .scorer import QRScorer
 
 
 class QueryTooLongError(ValueError):
@@ -77,16 +72,16 @@ class PreparedContext:
 
     def __init__(
         self,
-        scorer: QRScorer,
-        chunks: list[tuple[str | None, str]],
+        pipeline: Pipeline,
+        chunks: list[Norm],
         plan: HeadPlan,
         layout: str,
         query_tokens: int,
         show_progress: bool | None = None,
         kv_dtype: str | None = None,
     ) -> None:
-        self._kv_dtype = resolve_kv_dtype(kv_dtype, scorer.loaded.dtype)
-        self.scorer = scorer
+        self._kv_dtype = resolve_kv_dtype(kv_dtype, pipeline.loaded.dtype)
+        self.pipeline = pipeline
         self.chunks = list(chunks)
         self.plan = plan
         self.heads = plan.heads
@@ -94,49 +89,11 @@ class PreparedContext:
         self.query_tokens = query_tokens
         self._lock = threading.RLock()
         self._counts: list[int] | None = None
-        self._texts = [(f"{t}\n{x}" if t else x) for t, x in self.chunks]
+        self._texts = chunk_texts(self.chunks)
         self._closed = False
-        builder = scorer.loaded.builder
-        null_query = scorer.config.null_query
-        self._room = query_room(builder, None, null_query, query_tokens)
-        null_span = builder.query_span_ids(null_query)
-        # the query span's tokens every question shares (the instruction up to "Query:")
-        self._shared = list(null_span[: shared_length(null_span, builder.query_span_ids(""))])
-        limit = scorer.window_tokens
-        self._windows: list[list[tuple[tuple[int, ...], tuple[tuple[int, int], ...], PreparedPrefix]]] = []
-        engine = scorer.engine
-        calibrate = scorer.config.calibrate
-        self.cross_window = scorer.config.cross_window
-
-        def run(window: Window) -> tuple[tuple[tuple[int, int], ...], PreparedPrefix] | None:
-            enc = builder.encode(null_query, [(u.title, u.text) for u in window], null_query=null_query)
-            if len(enc.prefix_ids) + self._room > limit and len(window) > 1:
-                return None
-            prefix = engine.prepare(enc.prefix_ids, plan, shared_ids=self._shared,
-                                    null_ids=enc.null_ids if calibrate else None)
-            if self._kv_dtype is not None:
-                prefix.store_as(self._kv_dtype)
-            return tuple(enc.chunk_spans), prefix
-
-        cap = capacity(builder, limit, self._room)
-        show = scorer.config.show_progress if show_progress is None else show_progress
-        coverings = [
-            (order, windows)
-            for order in layout_orders(len(self.chunks), layout, scorer.config.orders)
-            for windows in (plan_coverings(builder, [self.chunks[i] for i in order], cap, self.cross_window)
-                            if self.chunks else [[]])
-        ]
-        for order, windows in coverings:
-            progress = window_progress(sum(window_cost(w) for w in windows), len(windows), show)
-            try:
-                prepared = [
-                    (tuple(order[u.owner] for u in window), spans, prefix)
-                    for window, (spans, prefix) in schedule(builder, windows, run, limit, progress)
-                ]
-            finally:
-                if progress is not None:
-                    progress.close()
-            self._windows.append(prepared)
+        self._plan = pipeline.plan(self.chunks, plan, layout, query_tokens=query_tokens)
+        self._room = self._plan.room
+        self._windows = pipeline.prepare(self._plan, show_progress, self._kv_dtype)
 
     # ------------------------------------------------------------------ memory
     @property
@@ -153,7 +110,7 @@ class PreparedContext:
     @property
     def bytes_per_token(self) -> int:
         """KV-cache bytes per prompt token: keys and values of the layers up to the deepest read head."""
-        return self.scorer.engine.bytes_per_token(self.plan, self._kv_dtype)
+        return self.pipeline.engine.bytes_per_token(self.plan, self._kv_dtype)
 
     @property
     def nbytes(self) -> int:
@@ -168,11 +125,7 @@ class PreparedContext:
     def close(self) -> None:
         """Free the KV caches. Later questions raise :class:`ContextClosedError`; closing twice is fine."""
         with self._lock:
-            for ws in self._windows:
-                for _, _, p in ws:
-                    p.release()
-                    p.null = None
-                    p.common = 0.0
+            release(self._windows)
             self._closed = True
 
     def __enter__(self) -> PreparedContext:
@@ -186,7 +139,7 @@ class PreparedContext:
     def head_attention(self, query: str) -> HeadAttention:
         """The per-head calibrated attention of ``query`` over the chunks (see :class:`HeadAttention`)."""
         query = check_query(query)
-        span = self.scorer.loaded.builder.query_span_ids(query)
+        span = self.pipeline.loaded.builder.query_span_ids(query)
         with self._lock:
             if self._closed:
                 raise ContextClosedError(
@@ -198,14 +151,7 @@ class PreparedContext:
                     f"{self._room} (query_tokens={self.query_tokens}); prepare it with a larger "
                     "scorer.context(chunks, query_tokens=...) or call scorer.score(query, chunks)"
                 )
-            engine = self.scorer.engine
-            layouts = tuple(
-                tuple(WindowAttention(owners, spans, engine.calibrated(prefix, span), prefix.null)
-                      for owners, spans, prefix in ws)
-                for ws in self._windows
-            )
-        return HeadAttention(query, self.heads, len(self.chunks), layouts, self.cross_window,
-                             self.scorer.config.effective_calibration)
+            return self.pipeline.ask(query, self._windows, self._plan)
 
     def score(self, query: str) -> list[float]:
         """One score per chunk, as ``scorer.score(query, chunks)`` gives them.
@@ -220,14 +166,8 @@ class PreparedContext:
         if not self.chunks:
             self.head_attention(query)  # the same checks as a non-empty context
             return []
-        # under cross_window="tournament", rounds after the first run as plain passes (they depend on the query)
-        heads = list(self.heads)
-        cfg = self.scorer.config
-        scores = final_scores(
-            self.head_attention(query), self.chunks, cfg.outlier_std,
-            lambda sub: self.scorer.head_attention(query, [c if t is None else (t, c) for t, c in sub], heads,
-                                                   layout=self.layout))
-        return with_prior(scores, query, self._texts, cfg.prior, cfg.prior_weight)
+        # under cross_window="tournament", rounds after the first run as plain calls (they depend on the query)
+        return self.pipeline.finish(self.head_attention(query), self.chunks, self.plan, self.layout)
 
     def rank(self, query: str, top_n: int | None = None) -> RankedResults:
         """The chunks best first for ``query``, as ``scorer.rank(query, chunks, top_n)``."""
@@ -243,7 +183,7 @@ class PreparedContext:
         texts = self._texts
         scores = self.score(query)
         if self._counts is None:
-            self._counts = [self.scorer.count_tokens(t) for t in texts]
+            self._counts = [self.pipeline.loaded.builder.plain_token_count(t) for t in texts]
         return trimmed(query, texts, scores, self._counts, max_tokens, top_n, keep_order)
 
     def __repr__(self) -> str:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +91,40 @@ def normalize_chunk(chunk: Any, index: int) -> tuple[str | None, str]:
         f"chunk {index} is {type(chunk).__name__}; expected a string, a (title, text) pair of strings, "
         "or a mapping with 'text'"
     )
+
+
+def as_list(items: Any, name: str = "chunks") -> list[Any]:
+    """``items`` (any ordered iterable) as a list, or a ``TypeError`` that says what was passed.
+
+    Example:
+        >>> as_list(iter(["a", "b"]))
+        ['a', 'b']
+        >>> as_list("one long text")
+        Traceback (most recent call last):
+        ...
+        TypeError: chunks must be a list of chunks, not one string; use trim() to split a long text
+    """
+    if isinstance(items, str):
+        if name != "chunks":
+            raise TypeError(f"{name} must be a list, not one string")
+        raise TypeError("chunks must be a list of chunks, not one string; use trim() to split a long text")
+    if isinstance(items, (Mapping, AbstractSet)):  # iterating gives keys, or an order scores cannot follow
+        raise TypeError(f"{name} must be an ordered list{' of chunks' if name == 'chunks' else ''}, "
+                        f"got {type(items).__name__}")
+    try:
+        return list(items)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a list, got {type(items).__name__}") from exc
+
+
+def normalize_chunks(chunks: Any) -> list[tuple[str | None, str]]:
+    """Every chunk of ``chunks`` as ``(title, text)`` (see :func:`normalize_chunk`).
+
+    Example:
+        >>> normalize_chunks(["a", {"title": "T", "text": "b"}])
+        [(None, 'a'), ('T', 'b')]
+    """
+    return [normalize_chunk(c, i) for i, c in enumerate(as_list(chunks))]
 
 
 def chunk_block(index: int, title: str | None, text: str) -> str:

@@ -15,10 +15,10 @@ from typing import cast
 
 import torch
 
+from .aggregate import chunk_scores
 from .heads import HeadSet, HeadSpec
 from .models import LoadedModel
 from .prompt import Chunk, normalize_chunk
-from .scorer import chunk_scores
 
 
 class ReferenceScorer:

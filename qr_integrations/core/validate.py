@@ -1,8 +1,12 @@
-"""Argument checks shared by the scorer and prepared contexts: one place for the messages users see."""
+"""Argument checks shared by the scorer, prepared contexts and adapters: one place for the messages users see."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from .config import ScorerConfig
+from .heads import HeadSet, default_head_set_for
+from .models import DeviceError, locate_model, model_shape, resolve_device, resolve_dtype
 
 
 def check_query(query: Any) -> str:
@@ -35,3 +39,36 @@ def check_positive(name: str, value: int | None) -> None:
     """
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+
+
+def check_config(config: ScorerConfig, heads: HeadSet | None = None) -> tuple[int, int] | None:
+    """Check what can be checked without loading weights, with the errors loading would raise.
+
+    The model argument (a local path that does not exist, a folder without ``config.json``, a missing
+    embedded package: :class:`ModelLoadError`), the device (``"gpu"``, ``"cuda"`` on a CPU-only torch:
+    :class:`~qr_integrations.core.models.DeviceError`), the dtype (``ValueError``), and the head set
+    against the model's shape when that is known without loading (the embedded model, a local folder, a
+    hub id in the local cache: :class:`HeadSetError`). Returns that shape, or ``None``.
+
+    Example:
+        >>> check_config(ScorerConfig(heads="3-1"))
+        (30, 9)
+        >>> check_config(ScorerConfig(heads="31-1"))
+        Traceback (most recent call last):
+        ...
+        qr_integrations.core.heads.HeadSetError: heads [(31, 1)] are outside this model (30 layers x 9 heads, 0-based); ...
+    """
+    device = resolve_device(config.device)
+    resolve_dtype(config.dtype, device)
+    if config.quantize is not None and device.type != "cpu":
+        raise DeviceError(
+            f"quantize={config.quantize!r} (dynamic int8 linear layers) runs on the CPU only, but the device is "
+            f"{device}; use device='cpu' or drop quantize (on an accelerator, use dtype='bfloat16' instead)"
+        )
+    shape = model_shape(config.model)
+    if shape is not None:
+        head_set = heads if heads is not None else config.head_set()
+        if head_set is None:
+            head_set = default_head_set_for(locate_model(config.model)[1])
+        head_set.resolve(*shape)
+    return shape

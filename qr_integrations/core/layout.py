@@ -2,7 +2,7 @@
 
 Attention from the query span favours chunks near the query (the end of the prompt) for small models:
 with SmolLM2-135M on SciFact, the same 20 BM25 candidates ranked at nDCG@10 0.747 when the best BM25
-candidates were placed last and 0.496 when they were placed first (docs/benchmarks.md). QRHead's
+candidates were placed last and 0.496 when they were placed first (docs/results-reranking.md). QRHead's
 reference code reverses BEIR candidates for that reason. A layout is the order in which the input's
 chunks are written into the prompt; scores always come back aligned with the input.
 

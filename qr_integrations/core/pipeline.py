@@ -37,7 +37,7 @@ from .config import ScorerConfig
 from .engine import ForwardEngine, HeadPlan, PrefixCache, PreparedPrefix, shared_length, torch_threads
 from .layout import layout_orders
 from .models import LoadedModel
-from .prior import with_prior
+from .prior import fuse_prior, prior_scores
 from .prompt import EncodedPrompt, as_list
 from .windows import Window, capacity, plan_coverings, query_room, reserve_tokens, schedule, window_cost, window_progress
 
@@ -236,23 +236,47 @@ class Pipeline:
                              cfg.effective_calibration)
 
     # ------------------------------------------------------------------ 4. aggregate
+    def prior(self, query: str, chunks: Sequence[Norm]) -> list[float] | None:
+        """The configured prior's scores of ``chunks`` (``None`` without a prior)."""
+        cfg = self.config
+        with torch_threads(cfg.num_threads):
+            return prior_scores(query, chunk_texts(chunks), cfg.prior, cfg.prior_model, str(self.loaded.device))
+
     def finish(self, att: HeadAttention, chunks: Sequence[Norm], heads: HeadPlan, layout: str,
                show_progress: bool | None = None) -> list[float]:
         """Chunk scores from ``att`` (tournament rounds re-scored as plain calls), the prior fused."""
-        cfg = self.config
-        scores = final_scores(att, list(chunks), cfg.outlier_std,
-                              lambda sub: self.attention(att.query, sub, heads, layout, show_progress))
-        with torch_threads(cfg.num_threads):
-            return with_prior(scores, att.query, chunk_texts(chunks), cfg.prior, cfg.prior_weight, cfg.prior_model,
-                              str(self.loaded.device))
+        scores = self._qrhead(att, chunks, heads, layout, show_progress)
+        if len(scores) < 2:
+            return scores
+        return fuse_prior(scores, self.prior(att.query, chunks), self.config.prior_weight)
+
+    def _qrhead(self, att: HeadAttention, chunks: Sequence[Norm], heads: HeadPlan, layout: str,
+                show_progress: bool | None) -> list[float]:
+        return final_scores(att, list(chunks), self.config.outlier_std,
+                            lambda sub: self.attention(att.query, sub, heads, layout, show_progress))
 
     def scores(self, query: str, chunks: Sequence[Norm], heads: HeadPlan, layout: str,
                show_progress: bool | None = None) -> list[float]:
-        """A plain call's scores: :meth:`attention` then :meth:`finish` (``[]`` for no chunks)."""
-        if not chunks:
-            return []
-        att = self.attention(query, chunks, heads, layout, show_progress)
-        return self.finish(att, chunks, heads, layout, show_progress)
+        """A plain call's scores: :meth:`attention` then :meth:`finish` (``[]`` for no chunks).
+
+        Under ``shortlist=N`` an input of more than N chunks is first cut to the prior's best N (kept in input
+        order), QRHead reads only those, and the rest score as if QRHead gave them its lowest score: the
+        prior's order below every shortlisted chunk.
+        """
+        limit = self.config.shortlist
+        if not limit or len(chunks) <= limit:
+            return self.finish(self.attention(query, chunks, heads, layout, show_progress), chunks, heads, layout,
+                               show_progress) if chunks else []
+        prior = self.prior(query, chunks)
+        assert prior is not None  # the config refuses a shortlist without a prior
+        keep = sorted(sorted(range(len(chunks)), key=lambda i: (-prior[i], i))[:limit])
+        sub = [chunks[i] for i in keep]
+        found = self._qrhead(self.attention(query, sub, heads, layout, show_progress), sub, heads, layout,
+                             show_progress)
+        full = [min(found)] * len(chunks)
+        for i, score in zip(keep, found, strict=True):
+            full[i] = score
+        return fuse_prior(full, prior, self.config.prior_weight)
 
     def score_batch(self, queries: Sequence[str], chunk_lists: Sequence[Sequence[Norm]], heads: HeadPlan,
                     layout: str, show_progress: bool = False) -> list[list[float]]:
@@ -277,7 +301,8 @@ class Pipeline:
             for key, members in groups.items():
                 chunks = list(key)
                 fits = [i for i in members if len(self.loaded.builder.query_span_ids(queries[i])) <= room]
-                shared = bool(chunks) and len(fits) > 1
+                shortlisted = bool(self.config.shortlist) and len(chunks) > (self.config.shortlist or 0)
+                shared = bool(chunks) and len(fits) > 1 and not shortlisted
                 if shared:
                     plan = self.plan(chunks, heads, layout)
                     prefixes = self.prepare(plan, show_progress=False)

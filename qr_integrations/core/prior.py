@@ -142,14 +142,41 @@ def check_prior(prior: object) -> str:
     return prior
 
 
+def prior_scores(query: str, texts: Sequence[str], prior: str, model: str | None = None,
+                 device: str = "cpu") -> list[float] | None:
+    """The ``prior``'s raw scores of ``texts`` for ``query`` (``None`` for ``"none"``).
+
+    Example:
+        >>> prior_scores("potassium", ["Paris.", "Bananas have potassium."], "bm25")[0]
+        0.0
+    """
+    check_prior(prior)
+    if prior == "none":
+        return None
+    return bm25_scores(query, texts) if prior == "bm25" else dense_scores(query, texts, model, device)
+
+
+def fuse_prior(scores: Sequence[float], prior: Sequence[float] | None, weight: float) -> list[float]:
+    """QRHead ``scores`` mixed with ``prior`` scores (see :func:`with_prior`); unchanged when ``prior`` is
+    ``None`` or there is a single chunk.
+
+    Example:
+        >>> fuse_prior([0.2, 0.1], [0.0, 3.0], 0.5)
+        [0.5, 0.5]
+    """
+    out = [float(s) for s in scores]
+    if prior is None or len(out) < 2:
+        return out
+    return weighted_fusion(out, list(prior), weight)
+
+
 def with_prior(scores: Sequence[float], query: str, texts: Sequence[str], prior: str, weight: float,
                model: str | None = None, device: str = "cpu") -> list[float]:
     """QRHead ``scores`` fused with ``prior`` computed over the chunk ``texts`` (unchanged for ``"none"``).
 
-    ``model`` and ``device``: the bi-encoder of ``prior="dense"`` (see :func:`dense_scores`).
-
-    Fused scores lie in ``[0, 1]``: ``weight`` is QRHead's share. A single chunk keeps its QRHead score
-    (there is nothing to rank it against).
+    ``model`` and ``device``: the bi-encoder of ``prior="dense"`` (see :func:`dense_scores`). Fused scores lie
+    in ``[0, 1]``: ``weight`` is QRHead's share. A single chunk keeps its QRHead score (there is nothing to
+    rank it against).
 
     Example:
         >>> with_prior([0.2, 0.1], "Which fruit has potassium?", ["Paris.", "Bananas have potassium."], "bm25", 0.5)
@@ -157,9 +184,7 @@ def with_prior(scores: Sequence[float], query: str, texts: Sequence[str], prior:
         >>> with_prior([0.2, 0.1], "q", ["a", "b"], "none", 0.5)
         [0.2, 0.1]
     """
-    check_prior(prior)
-    out = [float(s) for s in scores]
-    if prior == "none" or len(out) < 2:
-        return out
-    second = bm25_scores(query, texts) if prior == "bm25" else dense_scores(query, texts, model, device)
-    return weighted_fusion(out, second, weight)
+    if len(scores) < 2:
+        check_prior(prior)
+        return [float(s) for s in scores]
+    return fuse_prior(scores, prior_scores(query, texts, prior, model, device), weight)

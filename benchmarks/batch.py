@@ -112,7 +112,3 @@ def main(argv: list[str] | None = None) -> None:
           pad["one_at_a_time_s"] / pad["padded_batch_s"]]])
     H.write_results("batch", {"records": records, "threads": args.threads}, table)
     print(table)
-
-
-if __name__ == "__main__":
-    main()

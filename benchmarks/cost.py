@@ -97,7 +97,3 @@ def main(argv: list[str] | None = None) -> dict:
         report([x for x in args.lengths if x <= length])  # partial results survive an interrupted run
 
     return report(args.lengths)
-
-
-if __name__ == "__main__":
-    main()

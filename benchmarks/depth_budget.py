@@ -77,7 +77,7 @@ def items(args: Any) -> tuple[list[tuple[str, Any]], dict[str, dict[str, int]]]:
     """``(dataset, item)`` pairs in BM25 order: SciFact test (first ``--scifact``), HotpotQA 50.. (``--hotpot``)."""
     sci, sci_qrels = R.scifact_items(args.data_dir, 20, 150, args.scifact)
     hot, hot_qrels = R.hotpot_items(args.data_dir, 50 + args.hotpot)
-    held_out = {q["idx"] for q in H.load_hotpot(H.resolve_data_dir(args.data_dir) / R.HOTPOT_FILE)[50:50 + args.hotpot]}
+    held_out = {q["idx"] for q in H.hotpot_questions(args.data_dir, 50, args.hotpot)}
     chosen = [("scifact", it) for it in sci if it.retriever == "bm25"]
     chosen += [("hotpotqa", it) for it in hot if it.retriever == "bm25" and it.qid in held_out]
     return chosen, {**sci_qrels, **hot_qrels}
@@ -256,7 +256,3 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
     {"vectors": stage_vectors, "time": stage_time, "report": stage_report}[args.stage](args)
-
-
-if __name__ == "__main__":
-    main()

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import harness as H
 from benchmarks import heads_data as data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -420,7 +421,7 @@ SIZES = {"smollm2": (32, 32, 40, 40), "qwen": (16, 16, 12, 12)}
 
 def main(argv: list[str] | None = None) -> None:
     """Command line of the recipe."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = H.BenchParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=sorted(MODELS), required=True)
     p.add_argument("--stage", choices=["collect", "detect", "eval", "report", "all"], default="all")
     p.add_argument("--detect-scifact", type=int, default=None, help="SciFact train queries for detection")
@@ -445,7 +446,3 @@ def main(argv: list[str] | None = None) -> None:
             stage_eval(a.model, e_sci, e_hot, a.threads)
         else:
             stage_report(a.model, e_sci, e_hot)
-
-
-if __name__ == "__main__":
-    main()

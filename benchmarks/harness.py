@@ -1,15 +1,18 @@
-"""Shared pieces of the benchmarks: arguments, data loading, metrics, timing, caching, results and plots.
+"""The benchmark harness: experiments, arguments, datasets, metrics, paired tests, caching, results and plots.
 
-Every benchmark script is a ``python -m benchmarks.<name>`` command built from these helpers, so the
-data files are read the same way, metrics come from one maintained package (ranx), and every run writes
-``benchmarks/results/<name>.json`` (all numbers, the command, machine and versions) plus ``<name>.md``
-(the Markdown table that docs/benchmarks.md quotes).
+Every benchmark is an *experiment*: a short declaration (name, topic, data, methods, metrics, result name)
+in :mod:`benchmarks.experiments`, run by one entry point, ``python -m benchmarks run NAME`` (``list`` names
+them all). The experiments are built from these helpers, so the data files are read the same way, metrics
+come from one maintained package (ranx), and every run writes ``benchmarks/results/<name>.json`` (all
+numbers, the command, machine and versions) plus ``<name>.md`` (the Markdown table the docs quote).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -20,8 +23,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +40,29 @@ CACHE_DIR = REPO_ROOT / "benchmarks" / ".cache"
 MODEL_ALIASES = {"smollm2": None, "embedded": None, "smollm2-135m-instruct": None, "qwen": "qwen", "qwen0.5b": "qwen"}
 
 
+class BenchParser(argparse.ArgumentParser):
+    """An argument parser that knows which experiment it parses for.
+
+    Inside :func:`run_experiment` its usage line reads ``python -m benchmarks run NAME`` and the options the
+    experiment fixes (``--dataset`` of ``position-hotpot``, the ``--stage`` a ``--step`` stands for) are hidden.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if _RUNNING is not None:
+            kwargs["prog"] = f"python -m benchmarks run {_RUNNING.experiment.name}"
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        hidden = _RUNNING.hidden if _RUNNING is not None else set()
+        for action in self._actions:
+            if hidden & set(action.option_strings):
+                action.help = argparse.SUPPRESS
+        return super().parse_args(args, namespace)
+
+
 def common_parser(description: str, limit: int | None = None) -> argparse.ArgumentParser:
     """The arguments every benchmark takes: ``--data-dir``, ``--limit``, ``--model``, ``--heads``, ..."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = BenchParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="folder with scifact/ and hotpotqa/")
     p.add_argument("--limit", type=int, default=limit, help="evaluate only the first N queries/questions")
     p.add_argument("--model", default="smollm2", help="smollm2 (embedded), qwen (Qwen2.5-Coder-0.5B), or a path")
@@ -179,6 +203,174 @@ def cut_words(text: str, n: int | None) -> str:
         return text
     words = text.split()
     return " ".join(words[:n])
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+
+HOTPOT_FILE = "hotpotqa/hotpotqa_train_100.paragraphs.json"  # 100 distractor questions, 10 paragraphs each
+SCIFACT_BM25_FILE = "bm25_top100.test.jsonl"  # the shared BM25 top-100 of every SciFact test query
+HOTPOT_METRICS = ["recall@2", "recall@5"]  # of the two supporting paragraphs
+HOTPOT_SPLITS = {"dev": (0, 50), "test": (50, 100)}  # 0-49 chose settings and detected the shipped heads
+
+
+def hotpot_questions(data_dir: Path, start: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    """HotpotQA questions ``start`` .. ``start + limit - 1`` (all from ``start`` for ``limit=None``)."""
+    qs = load_hotpot(resolve_data_dir(data_dir) / HOTPOT_FILE)
+    return qs[start: start + limit if limit is not None else None]
+
+
+def hotpot_qrels(qs: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """The supporting paragraphs of each question, by paragraph ``idx``."""
+    return {q["idx"]: {str(p["idx"]): 1 for p in q["paragraphs"] if p["is_supporting"]} for q in qs}
+
+
+def paragraph_pairs(q: dict[str, Any]) -> list[tuple[str, str]]:
+    """A question's paragraphs as ``(title, text)`` chunks, in the dataset's order."""
+    return [(p["title"], p["paragraph_text"]) for p in q["paragraphs"]]
+
+
+def paragraph_texts(q: dict[str, Any]) -> list[str]:
+    """A question's paragraphs as one string each (``title. text``), for the methods that read plain text."""
+    return [f"{p['title']}. {p['paragraph_text']}" for p in q["paragraphs"]]
+
+
+def scifact_test(data_dir: Path) -> tuple[BeirData, dict[str, list[tuple[str, float]]]]:
+    """SciFact test (corpus, queries, qrels) and its shared BM25 top-100 candidates."""
+    folder = resolve_data_dir(data_dir) / "scifact"
+    return load_beir(folder, "test"), load_candidates(folder / SCIFACT_BM25_FILE)
+
+
+def first_sentence(text: str) -> str:
+    m = re.match(r"(.+?[.!?])(\s|$)", text.strip())
+    return m.group(1) if m else text
+
+
+def hotpot_shuffled(data_dir: Path, split: str, line: bool = False) -> list[dict[str, Any]]:
+    """20 paragraphs per HotpotQA question of ``split``, in no retriever's order: its 10 (two gold) and one
+    non-gold paragraph from each of 10 other questions, shuffled (seeded); ``line``: each cut to its first
+    sentence. Items ``{qid, query, chunks: [(title, text)], gold: [0/1]}``."""
+    import random
+
+    data = load_hotpot(resolve_data_dir(data_dir) / HOTPOT_FILE)
+    lo, hi = HOTPOT_SPLITS[split]
+    items = []
+    for qi in range(lo, min(hi, len(data))):
+        ex = data[qi]
+        rng = random.Random(1000 + qi)
+        own = [(p["title"], p["paragraph_text"], int(bool(p["is_supporting"]))) for p in ex["paragraphs"]]
+        extra = []
+        for j in rng.sample([j for j in range(len(data)) if j != qi], 10):
+            p = rng.choice([p for p in data[j]["paragraphs"] if not p["is_supporting"]])
+            extra.append((p["title"], p["paragraph_text"], 0))
+        cands = own + extra
+        rng.shuffle(cands)
+        if line:
+            cands = [(t, first_sentence(x), g) for t, x, g in cands]
+        items.append({"qid": f"hotpot{qi}", "query": ex["question"], "chunks": [(t, x) for t, x, _ in cands],
+                      "gold": [g for *_, g in cands]})
+    return items
+
+
+def scifact_shuffled(data_dir: Path, words: int = 400) -> list[dict[str, Any]]:
+    """The BM25 top 20 of each SciFact test query with a relevant abstract among them, abstracts cut to
+    ``words`` words, shuffled (seeded)."""
+    import random
+
+    d, cands = scifact_test(data_dir)
+    items = []
+    for qid in sorted(d.qrels, key=int):
+        top = [doc for doc, _ in cands.get(qid, [])[:20]]
+        if not any(d.qrels[qid].get(doc, 0) > 0 for doc in top):
+            continue
+        random.Random(2000 + int(qid)).shuffle(top)
+        items.append({"qid": qid, "query": d.queries[qid], "ids": top,
+                      "chunks": [(d.corpus[doc][0], cut_words(d.corpus[doc][1], words)) for doc in top],
+                      "gold": [d.qrels[qid].get(doc, 0) for doc in top]})
+    return items
+
+
+def hotpot_identical(data_dir: Path, n: int = 10) -> list[dict[str, Any]]:
+    """5 copies of one gold paragraph among 5 of the question's distractors, shuffled (HotpotQA 50..)."""
+    import random
+
+    data = load_hotpot(resolve_data_dir(data_dir) / HOTPOT_FILE)
+    items = []
+    for qi in range(HOTPOT_SPLITS["test"][0], HOTPOT_SPLITS["test"][0] + n):
+        ex = data[qi]
+        gold = next(p for p in ex["paragraphs"] if p["is_supporting"])
+        others = [p for p in ex["paragraphs"] if not p["is_supporting"]][:5]
+        chunks = [(gold["title"], gold["paragraph_text"])] * 5 + [(p["title"], p["paragraph_text"]) for p in others]
+        order = list(range(10))
+        random.Random(3000 + qi).shuffle(order)
+        items.append({"qid": f"ident{qi}", "query": ex["question"], "chunks": [chunks[i] for i in order],
+                      "gold": [int(i < 5) for i in order]})
+    return items
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A data set or candidate builder an experiment declares: ``builder`` is ``"module:function"``."""
+
+    name: str
+    description: str
+    builder: str
+
+    def load(self) -> Callable[..., Any]:
+        return resolve_callable(self.builder)
+
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in [
+    Dataset("hotpot-distractor", "HotpotQA distractor: 10 paragraphs per question, dataset order",
+            "benchmarks.harness:hotpot_questions"),
+    Dataset("hotpot-shuffled", "HotpotQA: each question's 10 paragraphs and 10 from other questions, shuffled",
+            "benchmarks.harness:hotpot_shuffled"),
+    Dataset("hotpot-identical", "HotpotQA: 5 copies of a gold paragraph among 5 distractors, shuffled",
+            "benchmarks.harness:hotpot_identical"),
+    Dataset("hotpot-retriever-order", "HotpotQA: each question's 10 paragraphs in BM25 and in dense order",
+            "benchmarks.retriever_order:hotpot_items"),
+    Dataset("hotpot-pools", "HotpotQA: pools of 10 questions' paragraphs (100 chunks), shuffled, optionally merged",
+            "benchmarks.long_context:hotpot_pools"),
+    Dataset("hotpot-answers", "HotpotQA questions with answers, contexts kept or trimmed before generation",
+            "benchmarks.harness:hotpot_questions"),
+    Dataset("scifact-bm25", "SciFact test: the shared BM25 top-k candidates per query", "benchmarks.harness:scifact_test"),
+    Dataset("scifact-shuffled", "SciFact test: BM25 top 20 with a relevant abstract, shuffled",
+            "benchmarks.harness:scifact_shuffled"),
+    Dataset("scifact-retriever-order", "SciFact test: BM25 top-k and dense top-k over the whole corpus",
+            "benchmarks.retriever_order:scifact_items"),
+    Dataset("scifact-pools", "SciFact test: each query's BM25 top-100 abstracts as one long input",
+            "benchmarks.long_context:scifact_pools"),
+    Dataset("scifact-haystack", "SciFact abstracts as a haystack with a planted fact (needle)",
+            "benchmarks.niah:haystack_paragraphs"),
+    Dataset("heads-detect", "SciFact train and HotpotQA 0-49 examples for head detection (BM25 top 20)",
+            "benchmarks.heads_data:scifact_train"),
+    Dataset("heads-eval", "SciFact test and HotpotQA 50-99 examples for held-out head evaluation",
+            "benchmarks.heads_data:scifact_test"),
+    Dataset("hotpot-bm25-order", "HotpotQA: each question's 10 paragraphs in BM25 order, best first",
+            "benchmarks.layout_heads:bm25_ordered"),
+    Dataset("hand-written", "the five hand-written questions of tests/conftest.py, gold chunk at each position",
+            "benchmarks.position:hand_written"),
+    Dataset("long-history", "a multi-session history built from HotpotQA paragraphs, asked many questions",
+            "benchmarks.long_memory:build_history"),
+    Dataset("token-lengths", "SciFact abstracts concatenated to a given token length (speed and cost)",
+            "benchmarks.speed:make_chunks"),
+    Dataset("chat-history", "a seeded synthetic history of a given token length with seeded questions",
+            "benchmarks.prepared_context:history"),
+    Dataset("request-mix", "seeded mixes of score/rank/trim/adapter requests over short sentences",
+            "benchmarks.load:make_requests"),
+    Dataset("http-requests", "seeded HTTP re-ranking requests (query + 10 documents of 50 words)",
+            "benchmarks.serving:make_requests"),
+    Dataset("fuzz-inputs", "seeded random text (unicode, whitespace, long words) and huge inputs",
+            "benchmarks.stress:random_text"),
+]}
+
+
+def resolve_callable(spec: str) -> Callable[..., Any]:
+    """``"package.module:attribute"`` -> the attribute (imported on use, so a declaration costs no import)."""
+    module, _, attr = spec.partition(":")
+    obj = getattr(importlib.import_module(module), attr)
+    if not callable(obj):
+        raise TypeError(f"{spec} is not callable")
+    return obj
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -482,9 +674,11 @@ def environment() -> dict[str, Any]:
 
 
 def command_line() -> str:
-    """The command that is running, as one would type it from the repository root."""
-    mod = Path(sys.argv[0]).stem
-    return ".venv/bin/python -m benchmarks." + mod + ("" if len(sys.argv) < 2 else " " + shlex.join(sys.argv[1:]))
+    """The command that is running, as one would type it from the repository root:
+    ``.venv/bin/python -m benchmarks run NAME [options]`` inside :func:`run_experiment`, else the process's own."""
+    if _RUNNING is not None:
+        return _RUNNING.command
+    return shlex.join([sys.executable, *sys.argv])
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 3) -> str:
@@ -543,6 +737,143 @@ def setup_torch(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------------------------- experiments
+
+TOPICS = ("position", "retriever-order re-ranking", "long inputs", "trimming", "speed and memory", "serving", "heads")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment, as declared in :mod:`benchmarks.experiments`.
+
+    ``data`` names a :data:`DATASETS` builder and ``methods`` entries of :data:`benchmarks.methods.METHODS`;
+    ``metrics`` are ranx metric names or measured quantities; ``result`` is the result name (a pattern where
+    it depends on options, e.g. ``scifact_rerank_{model}_{order}_k{k}``). ``run`` is the ``"module:function"``
+    that takes the argument list; ``fixed`` arguments are always passed (and hidden from ``--help``);
+    ``steps`` maps ``--step`` names to the arguments they stand for (the first is the default unless
+    ``step_required``).
+    """
+
+    name: str
+    topic: str
+    description: str
+    data: tuple[str, ...]
+    methods: tuple[str, ...]
+    metrics: tuple[str, ...]
+    result: str
+    run: str
+    fixed: tuple[str, ...] = ()
+    steps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    step_required: bool = False
+
+    def __post_init__(self) -> None:
+        if self.topic not in TOPICS:
+            raise ValueError(f"experiment {self.name}: topic {self.topic!r} is not one of {TOPICS}")
+        unknown = [d for d in self.data if d not in DATASETS]
+        if unknown:
+            raise ValueError(f"experiment {self.name}: unknown data {unknown}; see harness.DATASETS")
+
+    def owned_options(self) -> set[str]:
+        """The options the experiment sets itself (fixed ones and those behind ``--step``)."""
+        args = [*self.fixed, *(a for step in self.steps.values() for a in step)]
+        return {a for a in args if a.startswith("--")}
+
+    def summary(self) -> str:
+        lines = [f"{self.name} ({self.topic}): {self.description}",
+                 f"  data: {', '.join(self.data)}",
+                 f"  methods: {', '.join(self.methods)}",
+                 f"  metrics: {', '.join(self.metrics)}",
+                 f"  result: benchmarks/results/{self.result}.{{json,md}}"]
+        if self.steps:
+            default = "" if self.step_required else f" (default {next(iter(self.steps))})"
+            lines.append(f"  steps: --step {{{','.join(self.steps)}}}{default}")
+        return "\n".join(lines)
+
+
+EXPERIMENTS: dict[str, Experiment] = {}
+
+
+def experiment(**kwargs: Any) -> Experiment:
+    """Declare (register) one experiment; names are unique."""
+    exp = Experiment(**kwargs)
+    if exp.name in EXPERIMENTS:
+        raise ValueError(f"experiment {exp.name} declared twice")
+    EXPERIMENTS[exp.name] = exp
+    return exp
+
+
+class UnknownExperimentError(LookupError):
+    pass
+
+
+def find_experiment(name: str) -> Experiment:
+    """The declared experiment ``name``; an unknown name raises with the closest names."""
+    if name in EXPERIMENTS:
+        return EXPERIMENTS[name]
+    close = difflib.get_close_matches(name, list(EXPERIMENTS), n=3, cutoff=0.5)
+    close += [n for n in EXPERIMENTS if name and name in n and n not in close][: 3 - len(close)]
+    hint = f"; did you mean {' or '.join(close)}?" if close else "; 'python -m benchmarks list' names them all"
+    raise UnknownExperimentError(f"unknown experiment {name!r}{hint}")
+
+
+@dataclass
+class _Running:
+    experiment: Experiment
+    command: str
+    hidden: set[str]
+
+
+_RUNNING: _Running | None = None
+
+
+@contextmanager
+def running(exp: Experiment, argv: Sequence[str]) -> Iterator[None]:
+    """Inside: result records name ``.venv/bin/python -m benchmarks run NAME ARGV`` as their command, and
+    argument parsers (:class:`BenchParser`) show that prog and hide the experiment's own options."""
+    global _RUNNING
+    before = _RUNNING
+    _RUNNING = _Running(exp, " ".join([".venv/bin/python -m benchmarks run", exp.name, *map(shlex.quote, argv)]).rstrip(),
+                        exp.owned_options())
+    try:
+        yield
+    finally:
+        _RUNNING = before
+
+
+def experiment_argv(exp: Experiment, argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split off ``--step S`` and check the options: the runner's argument list and the one to record."""
+    args, step = list(argv), None
+    for i, a in enumerate(args):
+        if a == "--step" or a.startswith("--step="):
+            step = a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
+            del args[i: i + (1 if "=" in a else 2)]
+            break
+    if step is not None and not exp.steps:
+        raise SystemExit(f"{exp.name} has no steps; run it without --step")
+    recorded = ["--step", step] if step is not None else []
+    if step is None and exp.steps:
+        if exp.step_required and not {"-h", "--help"} & set(args):
+            raise SystemExit(f"{exp.name} needs --step, one of: {', '.join(exp.steps)}")
+        step = next(iter(exp.steps))
+    if step is not None and step not in exp.steps:
+        raise SystemExit(f"{exp.name}: unknown step {step!r}; choose from {', '.join(exp.steps)}")
+    owned = exp.owned_options()
+    clash = sorted({a.split("=", 1)[0] for a in args} & owned)
+    if clash:
+        raise SystemExit(f"{exp.name} sets {', '.join(clash)} itself" + (" (use --step)" if exp.steps else ""))
+    runner_args = [*exp.fixed, *(exp.steps[step] if step is not None else ()), *args]
+    return runner_args, recorded + args
+
+
+def run_experiment(name: str, argv: Sequence[str] = ()) -> Any:
+    """Run the declared experiment ``name`` with its options ``argv`` (what ``python -m benchmarks run`` does)."""
+    exp = find_experiment(name)
+    runner_args, recorded = experiment_argv(exp, argv)
+    fn = resolve_callable(exp.run)
+    with running(exp, recorded):
+        return fn(runner_args)
 
 
 # ---------------------------------------------------------------------------------------------- plots

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from benchmarks import harness as H
-from benchmarks import hotpot_evidence as E
 from benchmarks import methods as M
 
 
@@ -69,8 +68,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.folds < 2:
         p.error("--folds must be at least 2: with one block the heads would be detected on the questions they score")
     H.setup_torch(args.threads)
-    qs = E.questions(args.data_dir, args.start, args.limit)
-    qrels = E.qrels_of(qs)
+    qs = H.hotpot_questions(args.data_dir, args.start, args.limit)
+    qrels = H.hotpot_qrels(qs)
     qids = [q["idx"] for q in qs]
     tag = H.model_tag(args.model)
     name = args.out or f"hotpot_crossfit_{tag}"
@@ -79,8 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     scorer = QRScorer(H.resolve_model(args.model), device="cpu")
     qr = M.QRMethods(scorer, HeadSet.all(), H.CACHE_DIR / "vectors" / f"hotpot_{tag}")
-    scores = E.method_scores(qs, tag, qr, args.no_progress, H.Timer())  # fills the vector cache
-    vectors = [qr.vectors(q["question"], E.paragraph_pairs(q), key=H.cache_key("qr", tag, q["idx"]))[0] for q in qs]
+    scores = M.hotpot_scores(qs, tag, qr, args.no_progress, H.Timer())  # fills the vector cache
+    vectors = [qr.vectors(q["question"], H.paragraph_pairs(q), key=H.cache_key("qr", tag, q["idx"]))[0] for q in qs]
     std = scorer.config.outlier_std
     per_head = head_table(vectors, qids, qrels, std, args.no_progress)
     heads = vectors[0].heads
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     groups = [(label, qids)] + [(f["test"], [qids[i] for i in test]) for f, (test, _, _) in zip(folds, sets, strict=True)]
     for glabel, gids in groups:  # all questions, then each block (scored by the heads of the other blocks)
         for m in names:
-            mean, _ = H.evaluate(qrels, {q: runs[m][q] for q in gids}, E.METRICS)
+            mean, _ = H.evaluate(qrels, {q: runs[m][q] for q in gids}, H.HOTPOT_METRICS)
             results.append({"questions": glabel, "n": len(gids), "method": m, **mean})
             rows.append([glabel, names[m], mean["recall@2"], mean["recall@5"]])
     tests = H.paired_tests(qrels, runs, "qrhead-cv", "recall@2")
@@ -120,9 +119,5 @@ def main(argv: list[str] | None = None) -> dict:
              + "; ".join(f"{f['test']}: {o} of {args.top_k}" for f, o in zip(folds, overlap, strict=False)))
     payload = {"settings": vars(args) | {"data_dir": str(args.data_dir)}, "folds": folds,
                "overlap_with_shipped_default": overlap, "results": results, "paired_tests_recall@2": tests}
-    bars = {m: {names[r["method"]]: r[m] for r in results if r["questions"] == label} for m in E.METRICS}
+    bars = {m: {names[r["method"]]: r[m] for r in results if r["questions"] == label} for m in H.HOTPOT_METRICS}
     return H.publish(name, payload, table, bars, f"HotpotQA recall, {tag}, questions {label}, cross-fitted heads", "recall")
-
-
-if __name__ == "__main__":
-    main()

@@ -5,65 +5,17 @@ QRHead, and LlamaIndex ``RankGPTRerank`` / ``LLMRerank`` on the same local model
 Paragraphs are given in the dataset's order. By default questions 50-99 are evaluated: the heads shipped
 for the embedded models were detected on questions 0-49, never on the ones evaluated here.
 
-    .venv/bin/python -m benchmarks.hotpot_evidence --model smollm2 --start 50 --limit 50
+    .venv/bin/python -m benchmarks run hotpot-evidence --model smollm2 --start 50 --limit 50
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from benchmarks import harness as H
 from benchmarks import methods as M
 
-METRICS = ["recall@2", "recall@5"]
-DATA_FILE = "hotpotqa/hotpotqa_train_100.paragraphs.json"
-
-
-def questions(data_dir: Any, start: int, limit: int | None) -> list[dict]:
-    qs = H.load_hotpot(H.resolve_data_dir(data_dir) / DATA_FILE)
-    return qs[start: start + limit if limit else None]
-
-
-def qrels_of(qs: list[dict]) -> dict[str, dict[str, int]]:
-    return {q["idx"]: {str(p["idx"]): 1 for p in q["paragraphs"] if p["is_supporting"]} for q in qs}
-
-
-def paragraph_pairs(q: dict) -> list[tuple[str, str]]:
-    return [(p["title"], p["paragraph_text"]) for p in q["paragraphs"]]
-
-
-def paragraph_texts(q: dict) -> list[str]:
-    return [f"{p['title']}. {p['paragraph_text']}" for p in q["paragraphs"]]
-
-
-def method_scores(qs: list[dict], tag: str, qr: M.QRMethods, hide: bool,
-                  timer: H.Timer, want_dense: bool = True) -> dict[str, dict[str, list[float]]]:
-    """BM25, dense, all-heads and QRHead scores per question id (cached on disk)."""
-    cache = H.JsonlCache(H.CACHE_DIR / f"hotpot_{tag}.jsonl")
-    out: dict[str, dict[str, list[float]]] = {"bm25": {}, "dense": {}, "all-heads": {}, "qrhead": {}}
-    dense = M.Dense() if want_dense else None
-    for q in H.progress(qs, desc=f"hotpot {tag}", disable=hide):
-        qid, texts = q["idx"], paragraph_texts(q)
-        t0 = time.perf_counter()
-        out["bm25"][qid] = M.bm25_scores(q["question"], texts)
-        timer.add("bm25", time.perf_counter() - t0)
-        if dense is not None:
-            key = H.cache_key("dense", qid)
-            out["dense"][qid], sec = cache.timed(key, lambda q=q, t=texts: dense.scores(q["question"], t))
-            timer.add("dense", sec)
-        key = H.cache_key("qr", tag, qid)
-        hit = cache.get(key)
-        s, seconds = qr.scores(q["question"], paragraph_pairs(q), key=key)
-        if hit is None:
-            hit = {"seconds": seconds}
-            cache.put(key, hit)
-        hit["scores"] = s
-        if hit.get("seconds") is not None:
-            timer.add("all-heads + qrhead (one pass)", hit["seconds"])
-        out["all-heads"][qid] = hit["scores"]["all-heads"]
-        out["qrhead"][qid] = hit["scores"]["qrhead"]
-    return out
+METRICS = H.HOTPOT_METRICS
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -73,8 +25,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--qr-only-latency", type=int, default=5, help="time QRHead alone on this many questions")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
-    qs = questions(args.data_dir, args.start, args.limit)
-    qrels = qrels_of(qs)
+    qs = H.hotpot_questions(args.data_dir, args.start, args.limit)
+    qrels = H.hotpot_qrels(qs)
     tag = H.model_tag(args.model)
     name = args.out or f"hotpot_evidence_{tag}"
     from qr_integrations import QRScorer
@@ -84,12 +36,12 @@ def main(argv: list[str] | None = None) -> dict:
     qr = M.QRMethods(scorer, qr_heads, H.CACHE_DIR / "vectors" / f"hotpot_{tag}")
     hs_str = H.head_set_string(qr_heads)
     timer = H.Timer()
-    scores = method_scores(qs, tag, qr, args.no_progress, timer)
+    scores = M.hotpot_scores(qs, tag, qr, args.no_progress, timer)
     if not qr.same and args.qr_only_latency:  # QRHead alone stops at its deepest layer: time it on its own
         only = QRScorer(H.resolve_model(args.model), heads=qr_heads, device="cpu")
         for q in qs[: args.qr_only_latency]:
             t0 = time.perf_counter()
-            only.score(q["question"], paragraph_pairs(q))
+            only.score(q["question"], H.paragraph_pairs(q))
             timer.add("qrhead alone", time.perf_counter() - t0)
     runs = {m: {qid: H.ranking_to_run([str(i) for i in range(len(s))], s) for qid, s in per.items()}
             for m, per in scores.items()}
@@ -98,25 +50,10 @@ def main(argv: list[str] | None = None) -> dict:
     llm_qs = qs[: args.llm_limit] if args.llm_limit else []
     parse: dict[str, list[dict]] = {"rankgpt": [], "llmrerank": []}
     if llm_qs:
-        llm = None
-        runs["rankgpt"], runs["llmrerank"] = {}, {}
-        for q in H.progress(llm_qs, desc=f"LLM rerankers {tag}", disable=args.no_progress):
-            texts = paragraph_texts(q)
-            for m, fn in (("rankgpt", M.rankgpt_order), ("llmrerank", M.llmrerank_order)):
-                key = H.cache_key(m, tag, q["idx"])
-                hit = cache.get(key)
-                if hit is None:
-                    if llm is None:
-                        llm = M.local_llm(scorer, max_new_tokens=100)
-                    t0 = time.perf_counter()
-                    order, info = fn(llm, q["question"], texts)
-                    hit = {"order": order, "info": info, "seconds": time.perf_counter() - t0}
-                    cache.put(key, hit)
-                if hit.get("seconds") is not None:  # timings taken under a disturbed machine are dropped from the cache
-                    timer.add(m, hit["seconds"])
-                parse[m].append(hit["info"])
-                runs[m][q["idx"]] = H.ranking_to_run([str(i) for i in range(len(texts))],
-                                                     H.order_to_scores(hit["order"], len(texts)))
+        llm_runs, parse = M.llm_rerank_runs(
+            [(q["idx"], q["question"], [str(i) for i in range(len(q["paragraphs"]))], H.paragraph_texts(q)) for q in llm_qs],
+            cache, lambda m, qid: H.cache_key(m, tag, qid), scorer, 100, timer, f"LLM rerankers {tag}", args.no_progress)
+        runs.update(llm_runs)
 
     lat = timer.summary()
     lat_key = {"bm25": "bm25", "dense": "dense", "all-heads": "all-heads + qrhead (one pass)",
@@ -160,7 +97,3 @@ def main(argv: list[str] | None = None) -> dict:
     groups = {m: {names[r["method"]]: r[m] for r in results if r["questions"] == first} for m in METRICS}
     return H.publish(name, payload, table, groups, f"HotpotQA supporting-paragraph recall, {tag}, questions {first}",
                      "recall")
-
-
-if __name__ == "__main__":
-    main()

@@ -16,14 +16,13 @@ from typing import Any
 
 from . import harness as H
 from . import methods as M
-from .retriever_order import HOTPOT_FILE
 
 LAYOUTS = ("input", "reversed")
 
 
 def bm25_ordered(data_dir: Any) -> list[dict[str, Any]]:
     out = []
-    for q in H.load_hotpot(H.resolve_data_dir(data_dir) / HOTPOT_FILE):
+    for q in H.hotpot_questions(data_dir):
         plain = [f"{p['title']}. {p['paragraph_text']}" for p in q["paragraphs"]]
         scores = M.bm25_scores(q["question"], plain)
         order = sorted(range(len(plain)), key=lambda i, s=scores: (-s[i], i))
@@ -35,10 +34,10 @@ def bm25_ordered(data_dir: Any) -> list[dict[str, Any]]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = H.common_parser(__doc__ or "")
     p.add_argument("--top-k", type=int, default=16)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     H.setup_torch(args.threads)
     from qr_integrations import HeadSet, QRScorer
     from qr_integrations.core.detection import DetectionExample, score_heads
@@ -95,7 +94,3 @@ def main() -> None:
     H.publish("layout_heads_hotpotqa_smollm2", {"results": results, "tests": tests, "overlap": overlap,
                                                 "sets": {k: v.to_string() for k, v in sets.items()}},
               table, bars, "Heads detected per layout, held-out HotpotQA 50-99 (BM25 order)", "Recall@2")
-
-
-if __name__ == "__main__":
-    main()

@@ -182,7 +182,7 @@ def run_concurrent(svc: Service, reqs: list[Request], workers: int, timeout_s: f
                 with lock:
                     results[r.idx] = out
 
-        async def main() -> None:
+        async def main(argv: list[str] | None = None) -> None:
             queue: asyncio.Queue[Request] = asyncio.Queue()
             for r in async_reqs:
                 queue.put_nowait(r)
@@ -219,9 +219,8 @@ def stats(latencies: list[float], wall: float) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    import argparse
 
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p = H.BenchParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--workers", type=int, default=8, help="half threads, half asyncio tasks")
     p.add_argument("--heads", default=None, help="head set (default: the embedded model's default set)")
@@ -273,7 +272,3 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     H.write_results(args.out, payload, table)
     print(table)
     return payload
-
-
-if __name__ == "__main__":
-    main()

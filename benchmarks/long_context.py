@@ -51,7 +51,6 @@ from typing import Any
 from benchmarks import harness as H
 from benchmarks import methods as M
 
-HOTPOT_FILE = "hotpotqa/hotpotqa_train_100.paragraphs.json"
 VIEWS = ("per_window", "window_z", "window_share", "overlap", "overlap+z", "per_token", "sqrt_len")
 ALL_STRATEGIES = (*VIEWS, "tournament", "pieces")
 
@@ -68,7 +67,7 @@ class Pool:
 
 def hotpot_pools(data_dir: Any, start: int, pools: int, size: int, merge: int, seed: int) -> list[Pool]:
     """``pools`` pools of ``size`` consecutive questions each, paragraphs shuffled (and merged) per pool."""
-    qs = H.load_hotpot(H.resolve_data_dir(data_dir) / HOTPOT_FILE)
+    qs = H.hotpot_questions(data_dir)
     out = []
     for p in range(pools):
         group = qs[start + p * size : start + (p + 1) * size]
@@ -101,9 +100,7 @@ def hotpot_pools(data_dir: Any, start: int, pools: int, size: int, merge: int, s
 def scifact_pools(data_dir: Any, limit: int, only: Sequence[str] = ()) -> list[Pool]:
     """One pool per SciFact test query whose top-100 holds a relevant abstract (else every method scores 0):
     its BM25 top-100 abstracts, BM25 order. ``only``: these query ids (``q3`` or ``3``), else the first ``limit``."""
-    folder = H.resolve_data_dir(data_dir) / "scifact"
-    beir = H.load_beir(folder, "test")
-    cands = H.load_candidates(folder / "bm25_top100.test.jsonl")
+    beir, cands = H.scifact_test(data_dir)
     wanted = {q.removeprefix("q") for q in only}
     out = []
     for qid in sorted(cands, key=lambda q: int(q) if q.isdigit() else q):
@@ -387,7 +384,3 @@ def report(args: Any, records: Sequence[dict[str, Any]], pool_info: Sequence[dic
                "strategies": list(strategies)}
     bars = {m: {x: means[m][x] for x in metrics} for m in methods}
     return H.publish(name, payload, table, bars, f"long {args.task}: {model_tag}", "score")
-
-
-if __name__ == "__main__":
-    main()

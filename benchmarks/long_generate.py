@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import harness as H
-from benchmarks.long_context import HOTPOT_FILE, Pool, hotpot_pools
+from benchmarks.long_context import Pool, hotpot_pools
 from benchmarks.trim_generate import answer_summary, clean_answer, generator, prompt_messages
 
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     missing = sorted({m for m in [*methods, "bm25", "dense"] if m not in records[0]["scores"]})
     if missing:
         raise SystemExit(f"the records have no scores for {missing}; they have {sorted(records[0]['scores'])}")
-    questions = {q["idx"]: q for q in H.load_hotpot(H.resolve_data_dir(args.data_dir) / HOTPOT_FILE)}
+    questions = {q["idx"]: q for q in H.hotpot_questions(args.data_dir)}
 
     def prompt_ids(question: str, paragraphs: list[tuple[str | None, str]]) -> list[int]:
         msgs = prompt_messages(question, [(t or "", x) for t, x in paragraphs])
@@ -228,7 +228,3 @@ def report(args: Any, per: dict[str, list[dict[str, Any]]], conditions: Sequence
     H.write_results(name, payload, table)
     print(table)
     return payload
-
-
-if __name__ == "__main__":
-    main()

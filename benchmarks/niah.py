@@ -122,7 +122,3 @@ def main(argv: list[str] | None = None) -> dict:
     H.write_results(name, payload, table)
     print(table)
     return payload
-
-
-if __name__ == "__main__":
-    main()

@@ -67,9 +67,7 @@ def hand_written(scorer: Any) -> dict[str, Any]:
 
 
 def scifact(scorer: Any, args: Any) -> dict[str, Any]:
-    data_dir = H.resolve_data_dir(args.data_dir) / "scifact"
-    beir = H.load_beir(data_dir, "test")
-    cands = H.load_candidates(data_dir / "bm25_top100.test.jsonl")
+    beir, cands = H.scifact_test(args.data_dir)
     qids = [q for q in cands if q in beir.qrels and any(d in beir.qrels[q] for d, _ in cands[q][: args.k])]
     qids = qids[: args.limit]
     rng = random.Random(args.seed)
@@ -169,7 +167,3 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                      "scifact": sci}, table)
     print(table)
     return {"hand_written": hand, "scifact": sci}
-
-
-if __name__ == "__main__":
-    main()

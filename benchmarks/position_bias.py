@@ -24,14 +24,14 @@ paired randomization tests; the mean within-query z-scored score by prompt posit
 non-gold chunk written first or last reaches the top 3; the relative spread of identical chunks.
 
 Run (one thread each; captures are cached under benchmarks/.cache/position/, so a rerun only re-reports):
-    .venv/bin/python -m benchmarks.position_bias --dataset hotpot --split dev --limit 30 --threads 1
+    .venv/bin/python -m benchmarks run position-hotpot --split dev --limit 30 --threads 1
+(``position-hotpot-line``, ``position-scifact`` and ``position-identical`` are the other datasets.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
-import re
+import json
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from qr_integrations import QRScorer
 from qr_integrations.core.prior import bm25_scores, with_prior
 
 CAPTURED_ORDERS = 4
-SPLITS = {"dev": (0, 50), "test": (50, 100)}
+SPLITS = H.HOTPOT_SPLITS
 CONFIGS = [(cal, k, prior) for cal in ("subtract", "divide") for k in (1, 2, 4)
            for prior in (("none", 1.0), ("bm25", 0.7), ("bm25", 0.5))]
 BASELINE = ("subtract", 1, ("none", 1.0))  # QRHead's own scoring: the scorer's defaults before this benchmark
@@ -55,71 +55,23 @@ def config_name(cfg: tuple[str, int, tuple[str, float]]) -> str:
     return f"{cal} K={k}" + ("" if prior == "none" else f" +bm25@{w}")
 
 
-def first_sentence(text: str) -> str:
-    m = re.match(r"(.+?[.!?])(\s|$)", text.strip())
-    return m.group(1) if m else text
-
-
-# ---------------------------------------------------------------------------------------------- data
-
-
-def hotpot_items(data_dir: Path, split: str, line: bool = False) -> list[dict[str, Any]]:
-    data = H.load_hotpot(data_dir / "hotpotqa" / "hotpotqa_train_100.paragraphs.json")
-    lo, hi = SPLITS[split]
-    items = []
-    for qi in range(lo, min(hi, len(data))):
-        ex = data[qi]
-        rng = random.Random(1000 + qi)
-        own = [(p["title"], p["paragraph_text"], int(bool(p["is_supporting"]))) for p in ex["paragraphs"]]
-        extra = []
-        for j in rng.sample([j for j in range(len(data)) if j != qi], 10):
-            p = rng.choice([p for p in data[j]["paragraphs"] if not p["is_supporting"]])
-            extra.append((p["title"], p["paragraph_text"], 0))
-        cands = own + extra
-        rng.shuffle(cands)
-        if line:
-            cands = [(t, first_sentence(x), g) for t, x, g in cands]
-        items.append({"qid": f"hotpot{qi}", "query": ex["question"], "chunks": [(t, x) for t, x, _ in cands],
-                      "gold": [g for *_, g in cands]})
-    return items
-
-
-def scifact_items(data_dir: Path, words: int = 400) -> list[dict[str, Any]]:
-    d = H.load_beir(data_dir / "scifact", "test")
-    cands = H.load_candidates(data_dir / "scifact" / "bm25_top100.test.jsonl")
-    items = []
-    for qid in sorted(d.qrels, key=int):
-        top = [doc for doc, _ in cands.get(qid, [])[:20]]
-        if not any(d.qrels[qid].get(doc, 0) > 0 for doc in top):
-            continue
-        random.Random(2000 + int(qid)).shuffle(top)
-        items.append({"qid": qid, "query": d.queries[qid], "ids": top,
-                      "chunks": [(d.corpus[doc][0], H.cut_words(d.corpus[doc][1], words)) for doc in top],
-                      "gold": [d.qrels[qid].get(doc, 0) for doc in top]})
-    return items
-
-
-def identical_items(data_dir: Path, n: int = 10) -> list[dict[str, Any]]:
-    data = H.load_hotpot(data_dir / "hotpotqa" / "hotpotqa_train_100.paragraphs.json")
-    items = []
-    for qi in range(SPLITS["test"][0], SPLITS["test"][0] + n):
-        ex = data[qi]
-        gold = next(p for p in ex["paragraphs"] if p["is_supporting"])
-        others = [p for p in ex["paragraphs"] if not p["is_supporting"]][:5]
-        chunks = [(gold["title"], gold["paragraph_text"])] * 5 + [(p["title"], p["paragraph_text"]) for p in others]
-        order = list(range(10))
-        random.Random(3000 + qi).shuffle(order)
-        items.append({"qid": f"ident{qi}", "query": ex["question"], "chunks": [chunks[i] for i in order],
-                      "gold": [int(i < 5) for i in order]})
-    return items
-
-
 # ---------------------------------------------------------------------------------------------- capture
+
+
+# ScorerConfig options added after the captures under benchmarks/.cache/position/ were made: at these values
+# they change nothing, so they stay out of the cache key and the captures keep their names
+LATER_OPTIONS = {"prior_model": None, "shortlist": None}
+
+
+def capture_key(item: dict[str, Any], config: Any) -> str:
+    """The capture's cache key: the query, the chunks and the scorer's configuration (as of the captures)."""
+    cfg = {k: v for k, v in json.loads(config.to_json()).items() if not (k in LATER_OPTIONS and v == LATER_OPTIONS[k])}
+    return H.cache_key(item["query"], item["chunks"], json.dumps(cfg))
 
 
 def capture(scorer: QRScorer, item: dict[str, Any], cache: Path) -> Any:
     """The per-head attention of the item over 4 rotations (compact: chunk tokens only), cached."""
-    key = H.cache_key(item["query"], item["chunks"], scorer.config.to_json())
+    key = capture_key(item, scorer.config)
     path = cache / f"{key}.pt"
     if path.is_file():
         return torch.load(path, weights_only=False)
@@ -168,20 +120,22 @@ def spread(scores: list[float], gold: list[int]) -> float:
     return (max(copies) - min(copies)) / top
 
 
-def main() -> None:
+DATASETS = {  # --dataset -> the harness's candidate builder
+    "hotpot": lambda data_dir, split: H.hotpot_shuffled(data_dir, split),
+    "hotpot_line": lambda data_dir, split: H.hotpot_shuffled(data_dir, split, line=True),
+    "scifact": lambda data_dir, split: H.scifact_shuffled(data_dir),
+    "identical": lambda data_dir, split: H.hotpot_identical(data_dir),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
     p = H.common_parser("position bias and its corrections on shuffled candidates")
     p.add_argument("--dataset", choices=["hotpot", "hotpot_line", "scifact", "identical"], default="hotpot")
     p.add_argument("--split", choices=list(SPLITS), default="dev", help="HotpotQA split (dev chooses, test reports)")
     p.add_argument("--check", action="store_true", help="check one derived config against QRScorer's own call")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     H.setup_torch(args.threads)
-    data_dir = H.resolve_data_dir(args.data_dir)
-    if args.dataset == "scifact":
-        items = scifact_items(data_dir)
-    elif args.dataset == "identical":
-        items = identical_items(data_dir)
-    else:
-        items = hotpot_items(data_dir, args.split, line=args.dataset == "hotpot_line")
+    items = DATASETS[args.dataset](H.resolve_data_dir(args.data_dir), args.split)
     items = items[: args.limit] if args.limit else items
     model = H.resolve_model(args.model)
     scorer = QRScorer(model, heads=args.heads, device="cpu", num_threads=args.threads, orders=CAPTURED_ORDERS,
@@ -256,7 +210,3 @@ def main() -> None:
     payload["plots"] = [str(img.relative_to(H.REPO_ROOT))]
     H.write_results(name, payload, table + line)
     print(table + line)
-
-
-if __name__ == "__main__":
-    main()

@@ -153,8 +153,8 @@ def memory(args: Any) -> None:
     print(table)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = H.BenchParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[2000, 8000])
     parser.add_argument("--questions", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--separate", type=int, default=2, help="separate full calls timed per length")
@@ -168,7 +168,7 @@ def main() -> None:
                         help="ScorerConfig.cross_window (default: the library's, overlap; the recorded figures used per_window)")
     parser.add_argument("--kv-dtype", choices=["float16", "bfloat16"], default=None,
                         help="with --memory: store the prepared context's KV cache in this dtype")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     H.setup_torch(args.threads)
     if args.memory_child:
         print(json.dumps(memory_child(args.memory_child, args.lengths[0], args.memory_questions, args.threads,
@@ -236,7 +236,3 @@ def main() -> None:
     H.write_results(args.name, {"records": records, "threads": args.threads}, table + "\n\n" + mem)
     print(table)
     print(mem)
-
-
-if __name__ == "__main__":
-    main()

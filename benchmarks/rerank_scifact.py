@@ -7,7 +7,7 @@ for both); LlamaIndex ``RankGPTRerank`` and ``LLMRerank`` driven by the same loc
 Candidates are cut to ``--words`` words and, for the attention scorers, given in reversed BM25 order
 (best candidates last, nearest the query) as in QRHead's evaluation; ``--order bm25`` gives them best first.
 
-    .venv/bin/python -m benchmarks.rerank_scifact --model smollm2 --limit 100 --k 20 --words 150
+    .venv/bin/python -m benchmarks run rerank-scifact --model smollm2 --limit 100 --k 20 --words 150
 """
 
 from __future__ import annotations
@@ -32,9 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--dense-all", action="store_true", help="also run dense on every test query, not only --limit")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
-    data_dir = H.resolve_data_dir(args.data_dir) / "scifact"
-    beir = H.load_beir(data_dir, "test")
-    cands = H.load_candidates(data_dir / "bm25_top100.test.jsonl")
+    beir, cands = H.scifact_test(args.data_dir)
     qids = [q for q in cands if q in beir.qrels]
     subset = qids[: args.limit] if args.limit else qids
     tag = H.model_tag(args.model)
@@ -104,24 +102,10 @@ def main(argv: list[str] | None = None) -> dict:
     llm_subset = subset[: args.llm_limit] if args.llm_limit else []
     parse: dict[str, list[dict]] = {"rankgpt": [], "llmrerank": []}
     if llm_subset:
-        llm = None
-        runs["rankgpt"], runs["llmrerank"] = {}, {}
-        for qid in H.progress(llm_subset, desc=f"LLM rerankers {tag}", disable=hide):
-            ids, _, texts = docs_of(qid)
-            for m, fn in (("rankgpt", M.rankgpt_order), ("llmrerank", M.llmrerank_order)):
-                key = H.cache_key(m, tag, args.k, args.words, qid)
-                hit = cache.get(key)
-                if hit is None:
-                    if llm is None:
-                        llm = M.local_llm(scorer, max_new_tokens=160)
-                    t0 = time.perf_counter()
-                    order, info = fn(llm, beir.queries[qid], texts)
-                    hit = {"order": order, "info": info, "seconds": time.perf_counter() - t0}
-                    cache.put(key, hit)
-                if hit.get("seconds") is not None:  # timings taken under a disturbed machine are dropped from the cache
-                    timer.add(m, hit["seconds"])
-                parse[m].append(hit["info"])
-                runs[m][qid] = H.ranking_to_run(ids, H.order_to_scores(hit["order"], len(ids)))
+        llm_runs, parse = M.llm_rerank_runs(
+            [(qid, beir.queries[qid], ids, texts) for qid in llm_subset for ids, _, texts in [docs_of(qid)]], cache,
+            lambda m, qid: H.cache_key(m, tag, args.k, args.words, qid), scorer, 160, timer, f"LLM rerankers {tag}", hide)
+        runs.update(llm_runs)
 
     # -- metrics
     results = []
@@ -177,7 +161,3 @@ def main(argv: list[str] | None = None) -> dict:
     groups = {m: {names[r["method"]]: r[m] for r in results if r["queries"] == last} for m in METRICS}
     return H.publish(name, payload, table, groups, f"SciFact re-ranking, {tag}, {last} test queries, BM25 top-{args.k}",
                      "score")
-
-
-if __name__ == "__main__":
-    main()

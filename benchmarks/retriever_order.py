@@ -37,7 +37,6 @@ from typing import Any
 from benchmarks import harness as H
 from benchmarks import methods as M
 
-HOTPOT_FILE = "hotpotqa/hotpotqa_train_100.paragraphs.json"
 SINGLE_LAYOUTS = ("input", "reversed")  # each one forward pass; "both" is their mean
 
 
@@ -114,9 +113,7 @@ def dense_corpus_ranking(corpus: dict[str, tuple[str, str]], queries: dict[str, 
 
 
 def scifact_items(data_dir: Path, k: int, words: int, limit: int | None) -> tuple[list[Item], dict[str, dict[str, int]]]:
-    folder = H.resolve_data_dir(data_dir) / "scifact"
-    beir = H.load_beir(folder, "test")
-    cands = H.load_candidates(folder / "bm25_top100.test.jsonl")
+    beir, cands = H.scifact_test(data_dir)
     qids = [q for q in cands if q in beir.qrels][:limit]
 
     def text(d: str) -> str:
@@ -133,7 +130,7 @@ def scifact_items(data_dir: Path, k: int, words: int, limit: int | None) -> tupl
 
 
 def hotpot_items(data_dir: Path, limit: int | None) -> tuple[list[Item], dict[str, dict[str, int]]]:
-    qs = H.load_hotpot(H.resolve_data_dir(data_dir) / HOTPOT_FILE)[:limit]
+    qs = H.hotpot_questions(data_dir, 0, limit)
     dense = M.Dense()
     items, qrels = [], {}
     for q in qs:
@@ -379,7 +376,7 @@ def generate(args: Any) -> dict:
     from qr_integrations.langchain import QRHeadDocumentCompressor
 
     items, _ = hotpot_items(args.data_dir, None)
-    qs = {q["idx"]: q for q in H.load_hotpot(H.resolve_data_dir(args.data_dir) / HOTPOT_FILE)}
+    qs = {q["idx"]: q for q in H.hotpot_questions(args.data_dir)}
     chosen = list(qs)[args.start: args.start + (args.limit or len(qs))]
     model_tag = H.model_tag(args.model)
     cache = ScoreCache(H.CACHE_DIR, f"hotpotqa_{model_tag}", "report")
@@ -468,7 +465,3 @@ def main(argv: list[str] | None = None) -> None:
         report(args)
     else:
         compute(args)
-
-
-if __name__ == "__main__":
-    main()

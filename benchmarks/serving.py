@@ -98,12 +98,12 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = H.common_parser(__doc__ or "")
     p.add_argument("--requests", type=int, default=24, help="requests per HTTP load phase")
     p.add_argument("--rows", type=int, default=24, help="rows per Ray Data phase")
     p.add_argument("--skip-ray", action="store_true", help="only the uvicorn server")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     threads = args.threads or 1
     H.setup_torch(threads)
     quiet = args.no_progress
@@ -190,7 +190,3 @@ def main() -> None:
     bars["req/s"]["in process"] = base["req_per_s"]
     H.publish("serving", {"results": results, "threads": threads, "requests": args.requests, "rows": args.rows},
               table, bars, "Rerank requests per second (2-core CPU, 135M model)", "requests / s")
-
-
-if __name__ == "__main__":
-    main()

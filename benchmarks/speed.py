@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from benchmarks import harness as H
 from qr_integrations import QRScorer
 from qr_integrations.core.capture import CaptureState, capturing
 from qr_integrations.core.reference import ReferenceScorer
@@ -186,7 +187,7 @@ def probe_memory(args: argparse.Namespace, method: str, length: int) -> float | 
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap = H.BenchParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--model", default=None, help="model (default: embedded SmolLM2-135M-Instruct)")
     ap.add_argument("--heads", default=None, help="head set under test (default: the model's default set)")
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
@@ -279,7 +280,3 @@ def markdown(result: dict[str, Any]) -> str:
             f"{fmt(s, 'peak_mib', '.0f')} | {fmt(pd, 'peak_mib', '.0f')} | {fmt(ref, 'peak_mib', '.0f')} |"
         )
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    main()

@@ -113,9 +113,8 @@ def big(name: str, chunks: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    import argparse
 
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p = H.BenchParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--fuzz", type=int, default=300, help="random inputs in the fuzz run")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--threads", type=int, default=None)
@@ -153,7 +152,3 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     table)
     print(table)
     return {"fuzz": fz, "cases": [t1, t2]}
-
-
-if __name__ == "__main__":
-    main()

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks import harness as H
-from benchmarks import hotpot_evidence as HE
 from benchmarks import methods as M
 
 INSTRUCTION = ("Answer the question using the paragraphs. Reply with the answer only: a name, a date, a number, "
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--top", type=int, nargs="+", default=[2, 3], help="paragraph counts to keep")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
-    qs = HE.questions(args.data_dir, args.start, args.limit)
+    qs = H.hotpot_questions(args.data_dir, args.start, args.limit)
     tag = H.model_tag(args.model)
     name = args.out or f"trim_generate_{tag}"
     from qr_integrations import QRScorer
@@ -95,14 +94,14 @@ def main(argv: list[str] | None = None) -> dict:
     qr_heads, heads_note = H.pick_heads(scorer, args.heads)
     qr = M.QRMethods(scorer, qr_heads, H.CACHE_DIR / "vectors" / f"hotpot_{tag}")
     timer = H.Timer()
-    scores = HE.method_scores(qs, tag, qr, args.no_progress, timer)
+    scores = M.hotpot_scores(qs, tag, qr, args.no_progress, timer)
     rankers = ["qrhead", "dense", "bm25"] + ([] if qr.same else ["all-heads"])
 
     answer = answerer(scorer, tag, args.max_new_tokens)
     conditions = ["full"] + [f"{r}-top{k}" for r in rankers for k in args.top] + ["gold"]
     per: dict[str, list[dict]] = {c: [] for c in conditions}
     for q in H.progress(qs, desc=f"generate {tag}", disable=args.no_progress):
-        pars = HE.paragraph_pairs(q)
+        pars = H.paragraph_pairs(q)
         gold = [i for i, p_ in enumerate(q["paragraphs"]) if p_["is_supporting"]]
         for c in conditions:
             if c == "full":
@@ -142,7 +141,3 @@ def main(argv: list[str] | None = None) -> dict:
     H.write_results(name, payload, table)
     print(table)
     return payload
-
-
-if __name__ == "__main__":
-    main()

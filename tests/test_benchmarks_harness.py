@@ -106,10 +106,14 @@ def test_jsonl_cache_resumes(tmp_path: Path) -> None:
 def test_write_results_writes_json_and_markdown(tmp_path: Path) -> None:
     table = H.markdown_table(["method", "nDCG@10"], [["bm25", 0.67891], ["qrhead", float("nan")]])
     assert "| bm25 | 0.679 |" in table and "| qrhead | nan |" in table
-    jpath, mpath = H.write_results("demo", {"results": [{"method": "bm25", "ndcg@10": 0.6789}]}, table, tmp_path)
+    from benchmarks import experiments  # noqa: F401 - registers them
+
+    with H.running(H.find_experiment("rerank-scifact"), ["--limit", "3"]):
+        jpath, mpath = H.write_results("demo", {"results": [{"method": "bm25", "ndcg@10": 0.6789}]}, table, tmp_path)
     rec = json.loads(jpath.read_text())
     assert rec["name"] == "demo" and rec["results"][0]["method"] == "bm25"
-    assert "versions" in rec["environment"] and rec["command"].startswith(".venv/bin/python -m benchmarks.")
+    assert "versions" in rec["environment"]
+    assert rec["command"] == ".venv/bin/python -m benchmarks run rerank-scifact --limit 3"
     assert mpath.read_text().startswith("| method | nDCG@10 |")
 
 

@@ -1,1 +1,1 @@
-"""Benchmarks of qr-integrations (run as `python -m benchmarks.<name>`); not part of the installed package."""
+"""Benchmarks of qr-integrations (run as `python -m benchmarks run NAME`); not part of the installed package."""

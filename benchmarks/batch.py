@@ -16,7 +16,7 @@ decoder (no capture) over ``--pad-pairs`` random prompts of ``--pad-tokens`` tok
 against one pass each. On a GPU batching fills the device; on a CPU one long prompt already keeps the
 cores busy, so the loop is expected to be as fast.
 
-Run:  .venv/bin/python -m benchmarks.batch --threads 1
+Run:  .venv/bin/python -m benchmarks run batch --threads 1
 """
 
 from __future__ import annotations

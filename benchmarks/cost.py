@@ -8,7 +8,7 @@ To fit a shared CPU, each method runs once per length by default (``--repeats``;
 run is kept), memory is sampled in the same call, the slow reference stops at ``--reference-max`` (it keeps
 every layer's tokens x tokens attention) and the plain forwards at ``--plain-max``.
 
-    .venv/bin/python -m benchmarks.cost --lengths 1024 2048 4096 8192 16384 32768
+    .venv/bin/python -m benchmarks run cost --lengths 1024 2048 4096 8192 16384 32768
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ One question over 10-20 fresh candidates is the common call. Its cost is one for
 layers up to the deepest selected head (the pass stops there), so three levers are measured:
 
 * **depth budget**: the shipped detection (SciFact train + HotpotQA 0-49, nDCG@10, the cached all-heads
-  passes of ``benchmarks.detect_heads --stage collect``) restricted to heads in the first ``L`` layers
+  passes of ``python -m benchmarks run detect-heads --step collect``) restricted to heads in the first ``L`` layers
   (:meth:`HeadRanking.head_set` with ``max_layers=L``), top 16 each;
 * **int8**: ``QRScorer(quantize="int8")`` (dynamically quantised linear layers on the CPU);
 * **threads**: 1 against 2 torch threads.
@@ -23,9 +23,9 @@ Stages:
   quality-against-time frontier as a picture.
 
 Run (vectors may share the machine; time may not):
-    .venv/bin/python -m benchmarks.depth_budget --stage vectors --threads 1
-    .venv/bin/python -m benchmarks.depth_budget --stage time --threads 1
-    .venv/bin/python -m benchmarks.depth_budget --stage report
+    .venv/bin/python -m benchmarks run depth-budget --step vectors --threads 1
+    .venv/bin/python -m benchmarks run depth-budget --step time --threads 1
+    .venv/bin/python -m benchmarks run depth-budget --step report
 """
 
 from __future__ import annotations

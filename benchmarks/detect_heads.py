@@ -11,8 +11,8 @@ Stages (each caches what it computes under ``benchmarks/results/tmp/heads/``; re
 
 Run from the repository root (see docs/heads.md for the exact commands and sizes)::
 
-    .venv/bin/python -m benchmarks.detect_heads --model smollm2 --stage all
-    .venv/bin/python -m benchmarks.detect_heads --model qwen --stage all
+    .venv/bin/python -m benchmarks run detect-heads --step all --model smollm2
+    .venv/bin/python -m benchmarks run detect-heads --step all --model qwen
 """
 
 from __future__ import annotations

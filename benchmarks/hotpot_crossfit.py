@@ -10,7 +10,7 @@ the same 100 questions, with paired randomization tests.
 No extra model pass is needed beyond ``hotpot_evidence``'s: each question's per-head vectors come from its
 cache (``benchmarks/.cache/vectors``), and are computed there when missing.
 
-    .venv/bin/python -m benchmarks.hotpot_crossfit --model smollm2
+    .venv/bin/python -m benchmarks run hotpot-crossfit --model smollm2
 """
 
 from __future__ import annotations

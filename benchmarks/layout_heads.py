@@ -7,7 +7,7 @@ detected (every head scored, top 16 by nDCG@10) on questions 0-49 twice: with th
 on the held-out questions 50-99 in both layouts (one pass per question and layout, over the union of the
 sets), with Recall@2 and paired randomization tests.
 
-Run:  .venv/bin/python -m benchmarks.layout_heads --threads 1
+Run:  .venv/bin/python -m benchmarks run layout-heads --threads 1
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Reported: errors, mismatches, wall time, throughput and p50/p95/max latency of e
 ``score``, ``rank`` (top 3), ``trim`` (token budget), LlamaIndex ``apostprocess_nodes``/``postprocess_nodes``
 (top 3) or LangChain ``acompress_documents``/``compress_documents`` (top 3) over 5-20 short chunks.
 
-Run:  .venv/bin/python -m benchmarks.load --threads 1
+Run:  .venv/bin/python -m benchmarks run load-test --threads 1
 """
 
 from __future__ import annotations

@@ -32,10 +32,10 @@ through a counting :class:`ForwardEngine`), against one pass over the input. Rec
 BM25 (bm25s over the pool) and dense (all-MiniLM-L6-v2), paired randomization tests of each strategy
 against BM25 and dense.
 
-    .venv/bin/python -m benchmarks.long_context --task hotpotqa --pools 5 --pool-size 10 --threads 1
-    .venv/bin/python -m benchmarks.long_context --task hotpotqa --pools 5 --merge 6 --threads 1
-    .venv/bin/python -m benchmarks.long_context --task scifact --limit 5 --threads 1
-    .venv/bin/python -m benchmarks.long_context --task hotpotqa --model qwen --pools 2 --window 8192 --one-pass
+    .venv/bin/python -m benchmarks run long-context-hotpotqa --pools 5 --pool-size 10 --threads 1
+    .venv/bin/python -m benchmarks run long-context-hotpotqa --pools 5 --merge 6 --threads 1
+    .venv/bin/python -m benchmarks run long-context-scifact --limit 5 --threads 1
+    .venv/bin/python -m benchmarks run long-context-hotpotqa --model qwen --pools 2 --window 8192 --one-pass
 """
 
 from __future__ import annotations

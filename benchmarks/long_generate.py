@@ -17,7 +17,7 @@ from separate calls (``tests`` of :func:`prefix_generate` check it). Answers are
 and EM per condition, how often both gold paragraphs were kept, and paired randomization tests of F1: every
 QRHead condition against the full context, the truncated one, BM25 and dense.
 
-    .venv/bin/python -m benchmarks.long_generate --threads 1 \\
+    .venv/bin/python -m benchmarks run trim-generate-long --threads 1 \\
         --records benchmarks/.cache/long_context_hotpotqa_s50.jsonl@50 benchmarks/.cache/long_context_hotpotqa_s70.jsonl@70
 """
 

@@ -13,7 +13,7 @@ Recall@2/@5 of the gold sessions and how often the trim kept both (with BM25 ove
 comparison). One process, ``--threads`` torch threads. Quality across long contexts is issue #15's
 benchmark (``benchmarks.long_context``); this one is about cost.
 
-Run:  .venv/bin/python -m benchmarks.long_memory --questions 20 --threads 1
+Run:  .venv/bin/python -m benchmarks run long-memory --questions 20 --threads 1
 """
 
 from __future__ import annotations

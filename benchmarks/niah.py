@@ -6,7 +6,7 @@ length. A one-sentence fact is appended to the paragraph found at each depth (0%
 up to ``chunk_size`` tokens). Each method scores the chunks; "kept" applies trim's greedy 1000-token budget
 to its scores. Inputs longer than the model window are scored in windows (``--max-context-tokens``).
 
-    .venv/bin/python -m benchmarks.niah --model smollm2 --lengths 2048 4096 8192 16384 --depths 0 25 50 75 100
+    .venv/bin/python -m benchmarks run niah --model smollm2 --lengths 2048 4096 8192 16384 --depths 0 25 50 75 100
 """
 
 from __future__ import annotations

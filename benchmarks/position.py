@@ -10,7 +10,7 @@ An LLM reads the chunks in order, so the same chunk scores differently at differ
   correlation of a query's document scores between two orders, the mean absolute rank change of a
   document, and the mean within-query z-scored score by prompt position (the position bias itself).
 
-Run:  .venv/bin/python -m benchmarks.position --threads 1 --limit 20 --k 10 --words 100
+Run:  .venv/bin/python -m benchmarks run position-effects --threads 1 --limit 20 --k 10 --words 100
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ prepared context asked ``--memory-questions`` questions, each in a fresh child p
 inherits the other's freed heap): RSS sampled every 5 ms during the measured phase, reported as the peak
 over the process's RSS after loading the model and as the whole process's peak.
 
-Run:  .venv/bin/python -m benchmarks.prepared_context --lengths 2000 8000 --questions 1 4 16 --threads 1
-      .venv/bin/python -m benchmarks.prepared_context --lengths 32000 --memory --threads 1
+Run:  .venv/bin/python -m benchmarks run prepared-context --lengths 2000 8000 --questions 1 4 16 --threads 1
+      .venv/bin/python -m benchmarks run prepared-context-memory --lengths 32000 --threads 1
 """
 
 from __future__ import annotations

@@ -16,12 +16,12 @@ randomization tests.
 The QRHead scores of one (query, candidates, layout) are computed once and cached on disk, keyed on the
 exact texts, so both adapters and every variant read the same forward pass, and an interrupted run
 resumes. ``--shard i/n`` splits the scoring over processes (one torch thread each is fastest on 2 cores);
-``--report`` then writes the tables.
+``--step report`` then writes the tables.
 
-    .venv/bin/python -m benchmarks.retriever_order --dataset scifact --limit 300 --layouts reversed --threads 1 --shard 0/2
-    .venv/bin/python -m benchmarks.retriever_order --dataset hotpotqa --layouts reversed,input --threads 1
-    .venv/bin/python -m benchmarks.retriever_order --dataset scifact --limit 300 --report
-    .venv/bin/python -m benchmarks.retriever_order --dataset hotpotqa --generate --start 50 --limit 50 --top 2
+    .venv/bin/python -m benchmarks run retriever-order-scifact --limit 300 --layouts reversed --threads 1 --shard 0/2
+    .venv/bin/python -m benchmarks run retriever-order-hotpotqa --layouts reversed,input --threads 1
+    .venv/bin/python -m benchmarks run retriever-order-scifact --step report --limit 300
+    .venv/bin/python -m benchmarks run trim-generate-retriever-order --start 50 --limit 50 --top 2
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Every server, replica and actor pins one torch thread (``--threads``). Requests:
 about 50 words (a ~900-token prompt), seeded. On a 2-core machine, Ray's own processes share the cores with
 the replicas, and a second replica or actor has at most one more core to use.
 
-Run (on an otherwise idle machine):  .venv/bin/python -m benchmarks.serving --threads 1
+Run (on an otherwise idle machine):  .venv/bin/python -m benchmarks run serving --threads 1
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Time is the median of ``--repeats`` runs. Memory is the peak growth of the resid
 sampled every 2 ms by a background thread, each (method, length) in a fresh subprocess so that no
 allocator cache from an earlier call hides the growth (``torch.cuda.max_memory_allocated`` on a GPU).
 
-Run:  python -m benchmarks.speed --lengths 1024 2048 4096 8192 --repeats 3
+Run:  python -m benchmarks run speed --lengths 1024 2048 4096 8192 --repeats 3
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
 For each: wall time, windows (forward passes), the largest forward in tokens, and the process's peak
 resident memory after the case (``ru_maxrss``; cases run smallest first, so it is the peak so far).
 
-Run:  .venv/bin/python -m benchmarks.stress --threads 1
+Run:  .venv/bin/python -m benchmarks run stress --threads 1
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ the full ten paragraphs; the top-2 / top-3 paragraphs by QRHead, all heads, dens
 BM25 (kept paragraphs stay in their original order); and the two gold paragraphs (upper bound).
 Scores come from :mod:`benchmarks.hotpot_evidence` (same cache), questions 50-99 by default.
 
-    .venv/bin/python -m benchmarks.trim_generate --model smollm2 --start 50 --limit 50
+    .venv/bin/python -m benchmarks run trim-generate --model smollm2 --start 50 --limit 50
 """
 
 from __future__ import annotations

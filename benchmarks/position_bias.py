@@ -69,12 +69,19 @@ def capture_key(item: dict[str, Any], config: Any) -> str:
     return H.cache_key(item["query"], item["chunks"], json.dumps(cfg))
 
 
+# The capture runs with prior="none", so prior_weight changes nothing in it; the dev-split captures were made
+# while its default was 0.5 (and keyed so), the later ones at 0.7. Either name is read.
+LEGACY_PRIOR_WEIGHTS = (0.5,)
+
+
 def capture(scorer: QRScorer, item: dict[str, Any], cache: Path) -> Any:
     """The per-head attention of the item over 4 rotations (compact: chunk tokens only), cached."""
     key = capture_key(item, scorer.config)
     path = cache / f"{key}.pt"
-    if path.is_file():
-        return torch.load(path, weights_only=False)
+    legacy = [cache / f"{capture_key(item, scorer.config.replace(prior_weight=w))}.pt" for w in LEGACY_PRIOR_WEIGHTS]
+    for found in (path, *legacy):
+        if found.is_file():
+            return torch.load(found, weights_only=False)
     att = scorer.head_attention(item["query"], item["chunks"]).compact()
     cache.mkdir(parents=True, exist_ok=True)
     torch.save(att, path)

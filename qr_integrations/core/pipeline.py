@@ -92,7 +92,8 @@ class Pipeline:
         >>> plan = pipe.plan(chunks, scorer.head_plan(), "input", query="Which fruit?")
         >>> [len(windows) for _, windows in plan.passes]
         [1]
-        >>> pipe.scores("Which fruit?", chunks, plan.heads, "input") == scorer.score("Which fruit?", chunks)
+        >>> texts = [text for _, text in chunks]
+        >>> pipe.scores("Which fruit?", chunks, plan.heads, "input") == scorer.score("Which fruit?", texts)
         True
     """
 

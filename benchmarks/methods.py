@@ -7,7 +7,9 @@
 * LlamaIndex's ``RankGPTRerank`` and ``LLMRerank`` driven by the same local model through
   :class:`LocalLLM`, a small llama-index ``CustomLLM`` over transformers generation (:func:`llm_rerank_runs`
   runs both over a set of queries, cached);
-* the adapters (LangChain compressor, LlamaIndex postprocessor) at their defaults.
+* the adapters (LangChain compressor, LlamaIndex postprocessor) at their defaults;
+* LongLLMLingua (``llmlingua`` 0.2.2, the compressor behind LlamaIndex's ``LongLLMLinguaPostprocessor`` and
+  LangChain's ``LLMLinguaCompressor``) run offline with a local LM (:class:`LongLLMLingua`).
 
 An experiment declaration names its methods by their :data:`METHODS` keys.
 """
@@ -15,12 +17,15 @@ An experiment declaration names its methods by their :data:`METHODS` keys.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 
@@ -51,6 +56,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "qr_integrations.langchain:QRHeadDocumentCompressor"),
     Method("llama-index-postprocessor", "QRHeadNodePostprocessor at its defaults",
            "qr_integrations.llama_index:QRHeadNodePostprocessor"),
+    Method("longllmlingua", "LongLLMLingua (llmlingua 0.2.2) question-aware compression to a token budget, local LM",
+           "benchmarks.methods:longllmlingua_context"),
     Method("generate", "greedy answers of a local model from full, trimmed or gold contexts",
            "benchmarks.trim_generate:answerer"),
     Method("head-detection", "QR heads scored on labelled examples (QRHead's own scoring)",
@@ -369,3 +376,167 @@ def hotpot_scores(qs: list[dict], tag: str, qr: QRMethods, hide: bool,
         out["all-heads"][qid] = hit["scores"]["all-heads"]
         out["qrhead"][qid] = hit["scores"]["qrhead"]
     return out
+
+
+# ---------------------------------------------------------------------------------------------- LongLLMLingua
+
+#: The compress_prompt settings of LongLLMLingua's own example (the llmlingua README, "LongLLMLingua" section;
+#: LlamaIndex's LongLLMLinguaPostprocessor passes them through ``additional_compress_kwargs`` in its docs'
+#: example, its constructor itself sets only ``rank_method="longllmlingua"``). ``concate_question=False`` because
+#: the benchmark's prompt adds the question itself (the postprocessor strips it from the output instead).
+LONGLLMLINGUA_SETTINGS: dict[str, Any] = {
+    "rank_method": "longllmlingua",
+    "condition_in_question": "after_condition",
+    "reorder_context": "sort",
+    "dynamic_context_compression_ratio": 0.3,
+    "condition_compare": True,
+    "context_budget": "+100",
+    "concate_question": False,
+}
+
+
+class TokenizerEncoding:
+    """What llmlingua asks tiktoken for, backed by a transformers tokenizer: ``encode`` and ``decode``.
+
+    llmlingua 0.2.2's ``PromptCompressor`` calls ``tiktoken.encoding_for_model("gpt-3.5-turbo")`` at construction,
+    which downloads ``cl100k_base`` (unreachable offline). On its LongLLMLingua path that encoding only counts the
+    input's and the output's tokens for the returned ``origin_tokens`` / ``compressed_tokens``; every budget
+    decision counts with the compressor LM's own tokenizer. So the LM's tokenizer stands in: the reported counts
+    are then in that tokenizer's tokens, and nothing the compressor keeps changes.
+    """
+
+    def __init__(self, tokenizer: Any, name: str = "hf-tokenizer") -> None:
+        self.tokenizer = tokenizer
+        self.name = name
+
+    def encode(self, text: str, **_: Any) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(ids)))
+
+
+@contextmanager
+def tiktoken_backed_by(tokenizer: Any) -> Iterator[TokenizerEncoding]:
+    """While inside, ``tiktoken.encoding_for_model`` and ``tiktoken.get_encoding`` return a
+    :class:`TokenizerEncoding` over ``tokenizer`` (for any name) instead of fetching an OpenAI encoding."""
+    from unittest import mock
+
+    import tiktoken
+
+    enc = TokenizerEncoding(tokenizer)
+    with mock.patch.object(tiktoken, "encoding_for_model", return_value=enc), \
+            mock.patch.object(tiktoken, "get_encoding", return_value=enc):
+        yield enc
+
+
+class LegacyCacheModel:
+    """The compressor LM as llmlingua 0.2.2 calls it: key/value caches in and out as ``[[key, value], ...]``.
+
+    llmlingua slices and concatenates the per-layer tensors of the cache it gets back and hands such lists to
+    the next call; transformers 5 takes and returns a ``Cache`` object (a list is refused, and iterating one
+    yields triples). This wraps each call: the list becomes a ``DynamicCache``, the returned cache a list again.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.keyword = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+    def __call__(self, input_ids: Any, attention_mask: Any = None, past_key_values: Any = None, use_cache: bool = True,
+                 **kw: Any) -> Any:
+        from transformers import DynamicCache
+
+        cache = None if past_key_values is None else DynamicCache([(k, v) for k, v in past_key_values])
+        out = self.model(input_ids, attention_mask=attention_mask, use_cache=use_cache, **{self.keyword: cache}, **kw)
+        new = getattr(out, "cache", None)
+        if new is None:
+            new = out.past_key_values
+        return SimpleNamespace(logits=out.logits, past_key_values=[[kv[0], kv[1]] for kv in new])
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "model":
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+
+@dataclass
+class Compressed:
+    """One LongLLMLingua compression: the context, the seconds it took, the paragraphs its coarse (question-aware
+    ranking) stage kept, in the order it put them, and the compressor LM's target."""
+
+    context: str
+    seconds: float
+    kept: list[int]
+    target_token: int
+
+
+class LongLLMLingua:
+    """LongLLMLingua (llmlingua 0.2.2's ``PromptCompressor``, question-aware coarse-to-fine compression), offline.
+
+    ``model``: the compressor LM (``None``: the embedded SmolLM2-135M-Instruct; any argument
+    :func:`~qr_integrations.core.models.resolve_source` takes). It is built with :func:`tiktoken_backed_by` the
+    LM's own tokenizer (no OpenAI encoding is fetched) and its model wrapped in :class:`LegacyCacheModel`.
+    nltk's punkt is not needed: ``sent_tokenize`` runs only with ``use_sentence_level_filter=True``, which
+    LongLLMLingua's settings (:data:`LONGLLMLINGUA_SETTINGS`) leave off.
+    """
+
+    def __init__(self, model: str | None = None, settings: dict[str, Any] | None = None) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from transformers import AutoTokenizer
+
+        from qr_integrations.core.models import resolve_source
+
+        _, folder = resolve_source(model)
+        self.folder = str(folder)
+        self.settings = dict(LONGLLMLINGUA_SETTINGS if settings is None else settings)
+        with tiktoken_backed_by(AutoTokenizer.from_pretrained(self.folder)):
+            from llmlingua import PromptCompressor
+
+            self.compressor = PromptCompressor(model_name=self.folder, device_map="cpu")
+        self.compressor.oai_tokenizer = TokenizerEncoding(self.compressor.tokenizer)
+        self.compressor.model = LegacyCacheModel(self.compressor.model)
+        self.tokenizer = self.compressor.tokenizer
+        self._used: list[int] = []
+        budget = self.compressor.control_context_budget
+
+        def recording(*a: Any, **k: Any) -> Any:  # the coarse stage's kept paragraphs (compress_prompt drops them)
+            res = budget(*a, **k)
+            self._used = list(res[2])
+            return res
+
+        self.compressor.control_context_budget = recording
+
+    def count(self, text: str) -> int:
+        """Tokens of ``text`` by the compressor LM's tokenizer."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def compress(self, question: str, chunks: Sequence[tuple[str | None, str]], budget: int,
+                 count: Callable[[str], int] | None = None) -> Compressed:
+        """The context LongLLMLingua makes of ``chunks`` (``(title, text)``, each a context ``"title\\ntext"``) for
+        ``question`` at about ``budget`` tokens.
+
+        ``count``: the tokenizer the budget is in (the generator's), when not the compressor LM's: the target
+        handed to llmlingua is then ``budget`` scaled by the LM's tokens per ``count`` token over these chunks.
+        llmlingua treats the target as approximate (its coarse stage keeps paragraphs up to target + 100 tokens,
+        its token-level stage aims at the target), so the caller measures what came back.
+        """
+        texts = [f"{t}\n{x}" if t else x for t, x in chunks]
+        target = budget
+        if count is not None:
+            joined = "\n\n".join(texts)
+            target = max(1, round(budget * self.count(joined) / max(count(joined), 1)))
+        self._used = []
+        t0 = time.perf_counter()
+        res = self.compressor.compress_prompt(texts, question=question, target_token=target, **self.settings)
+        seconds = time.perf_counter() - t0
+        return Compressed(context=str(res["compressed_prompt"]).strip(), seconds=seconds, kept=list(self._used),
+                          target_token=int(target))
+
+
+def longllmlingua_context(compressor: LongLLMLingua, question: str, chunks: Sequence[tuple[str | None, str]],
+                          budget: int, count: Callable[[str], int] | None = None) -> tuple[str, float]:
+    """LongLLMLingua as a trimming method: ``(compressed context, seconds)`` for ``question`` over ``chunks``
+    (``(title, text)``) within about ``budget`` tokens (the generator's when ``count`` counts them)."""
+    c = compressor.compress(question, chunks, budget, count)
+    return c.context, c.seconds

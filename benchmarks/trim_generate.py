@@ -22,8 +22,12 @@ INSTRUCTION = ("Answer the question using the paragraphs. Reply with the answer 
 
 
 def prompt_messages(question: str, paragraphs: list[tuple[str, str]]) -> list[dict[str, str]]:
-    ctx = "\n\n".join(f"{t}\n{x}" for t, x in paragraphs)
-    return [{"role": "user", "content": f"{INSTRUCTION}\n\n{ctx}\n\nQuestion: {question}\nAnswer:"}]
+    return context_messages(question, "\n\n".join(f"{t}\n{x}" for t, x in paragraphs))
+
+
+def context_messages(question: str, context: str) -> list[dict[str, str]]:
+    """The answering prompt over a context given as one text (a compressor's output, or joined paragraphs)."""
+    return [{"role": "user", "content": f"{INSTRUCTION}\n\n{context}\n\nQuestion: {question}\nAnswer:"}]
 
 
 def clean_answer(text: str) -> str:

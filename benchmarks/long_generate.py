@@ -9,6 +9,11 @@ there: by default the embedded model at its defaults (``cross_window="per_window
 * ``full-<N>``: the pool cut to its first ``--truncate`` tokens (whole paragraphs), what fits a window of N;
 * ``<method>@<budget>``: each method's best chunks within ``--budget`` generator tokens (kept in pool order),
   for the QRHead strategies named in ``--methods`` and BM25 and dense from the same records;
+* ``longllmlingua@<budget>`` (with ``--longllmlingua``): LongLLMLingua's question-aware coarse-to-fine compression
+  of the whole pool (llmlingua 0.2.2 with a local LM, the embedded SmolLM2 by default, run offline: see
+  :class:`benchmarks.methods.LongLLMLingua`) at the same budget in generator tokens; its seconds per question
+  are reported beside the answers' F1, and its compressions are cached per question
+  (``benchmarks/.cache/longllmlingua_<lm>.jsonl``);
 * ``gold``: the two supporting paragraphs (the ceiling).
 
 The pool is the same prompt prefix for every question of a pool, so the full and truncated prompts are run
@@ -18,6 +23,10 @@ and EM per condition, how often both gold paragraphs were kept, and paired rando
 QRHead condition against the full context, the truncated one, BM25 and dense.
 
     .venv/bin/python -m benchmarks run trim-generate-long --threads 1 \\
+        --records benchmarks/.cache/long_context_hotpotqa_s50.jsonl@50 benchmarks/.cache/long_context_hotpotqa_s70.jsonl@70
+
+    # the same with LongLLMLingua beside the other trims
+    .venv/bin/python -m benchmarks run trim-generate-long --threads 1 --longllmlingua \\
         --records benchmarks/.cache/long_context_hotpotqa_s50.jsonl@50 benchmarks/.cache/long_context_hotpotqa_s70.jsonl@70
 """
 
@@ -31,7 +40,7 @@ from typing import Any
 
 from benchmarks import harness as H
 from benchmarks.long_context import Pool, hotpot_pools
-from benchmarks.trim_generate import answer_summary, clean_answer, generator, prompt_messages
+from benchmarks.trim_generate import answer_summary, clean_answer, context_messages, generator, prompt_messages
 
 
 def common_prefix(seqs: Sequence[Sequence[int]]) -> int:
@@ -83,6 +92,38 @@ def prefix_generate(gen: Any, prompts: Sequence[Sequence[int]], max_new_tokens: 
     return out
 
 
+class LongLLMLinguaTrims:
+    """LongLLMLingua's compressions of a pool for its questions, cached per question, the compressor loaded on
+    the first miss. ``count`` counts the generator's tokens (the budget's unit)."""
+
+    def __init__(self, model: str, gen_tag: str, count: Any) -> None:
+        from benchmarks.methods import LONGLLMLINGUA_SETTINGS
+
+        self.model, self.gen_tag, self.count = model, gen_tag, count
+        self.tag = H.model_tag(model)
+        self.settings = LONGLLMLINGUA_SETTINGS
+        self.cache = H.JsonlCache(H.CACHE_DIR / f"longllmlingua_{self.tag}.jsonl")
+        self.compressor: Any = None
+
+    def key(self, question: str, chunks: Sequence[tuple[str | None, str]], budget: int) -> str:
+        return H.cache_key("longllmlingua", "0.2.2", self.tag, self.gen_tag, budget, self.settings, question,
+                           [list(c) for c in chunks])
+
+    def get(self, question: str, chunks: Sequence[tuple[str | None, str]], budget: int) -> dict[str, Any]:
+        """``{"context", "seconds", "kept", "target_token"}`` (``kept``: the paragraphs its coarse stage kept)."""
+        k = self.key(question, chunks, budget)
+        hit = self.cache.get(k)
+        if hit is None:
+            if self.compressor is None:
+                from benchmarks.methods import LongLLMLingua
+
+                self.compressor = LongLLMLingua(H.resolve_model(self.model), settings=self.settings)
+            c = self.compressor.compress(question, chunks, budget, self.count)
+            hit = {"context": c.context, "seconds": c.seconds, "kept": c.kept, "target_token": c.target_token}
+            self.cache.put(k, hit)
+        return hit
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = H.common_parser(__doc__.splitlines()[0], limit=None)
     p.add_argument("--records", nargs="+", required=True, metavar="FILE@START",
@@ -94,6 +135,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--budget", type=int, default=1500, help="token budget of a trimmed context (generator tokens)")
     p.add_argument("--truncate", type=int, default=8192, help="the truncated full context's tokens (0: none)")
     p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument("--longllmlingua", action="store_true",
+                   help="add LongLLMLingua (llmlingua 0.2.2, offline) at --budget as the condition longllmlingua@BUDGET")
+    p.add_argument("--longllmlingua-model", default="smollm2",
+                   help="LongLLMLingua's language model (smollm2: the embedded model, qwen, or a path)")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
     from qr_integrations import QRScorer
@@ -144,17 +189,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     budget_tag = f"@{args.budget}"
     full_conds = ["full"] + ([f"full-{args.truncate}"] if args.truncate else [])
-    conditions = [*full_conds, *(f"{m}{budget_tag}" for m in [*methods, "bm25", "dense"]), "gold"]
+    lingua = f"longllmlingua{budget_tag}"
+    conditions = [*full_conds, *(f"{m}{budget_tag}" for m in [*methods, "bm25", "dense"]),
+                  *([lingua] if args.longllmlingua else []), "gold"]
     per: dict[str, list[dict[str, Any]]] = {c: [] for c in conditions}
+    trims = (LongLLMLinguaTrims(args.longllmlingua_model, gen_tag,
+                                lambda text: len(tok(text, add_special_tokens=False)["input_ids"]))
+             if args.longllmlingua else None)
 
     def record(cond: str, r: dict[str, Any], keep: list[int], pred_ids: list[int], ntok: int, sec: float,
-               pool: Pool) -> None:
+               pool: Pool, **extra: Any) -> None:
         q = questions[r["qid"]]
         pred = clean_answer(tok.decode(pred_ids, skip_special_tokens=True))
         gold_kept = len({pool.ids[i] for i in keep} & set(r["gold"]))
         per[cond].append({"qid": r["qid"], "pred": pred, "gold": q["answer"], "em": H.exact_match(pred, q["answer"]),
                           "f1": H.token_f1(pred, q["answer"]), "prompt_tokens": ntok, "seconds": sec,
-                          "gold_kept": gold_kept})
+                          "gold_kept": gold_kept, **extra})
 
     by_pool: dict[str, list[dict[str, Any]]] = {}
     for r in records:
@@ -183,18 +233,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for r in recs:
             q = questions[r["qid"]]
             for cond in conditions[len(full_conds):]:
-                if cond == "gold":
-                    keep = sorted(pool.ids.index(g) for g in r["gold"])
+                extra: dict[str, Any] = {}
+                if cond == lingua and trims is not None:
+                    c = trims.get(q["question"], pool.chunks, args.budget)
+                    keep = sorted(c["kept"])
+                    msgs = context_messages(q["question"], c["context"])
+                    ids = list(tok.apply_chat_template(msgs, add_generation_prompt=True, return_dict=True)["input_ids"])
+                    extra = {"trim_seconds": c["seconds"], "context_tokens": len(tok(c["context"], add_special_tokens=False)["input_ids"]),
+                             "paragraphs_kept": len(c["kept"])}
                 else:
-                    keep = sorted(H.budget_select(r["scores"][cond.removesuffix(budget_tag)], counts, args.budget))
-                ids = prompt_ids(q["question"], [pool.chunks[i] for i in keep])
+                    if cond == "gold":
+                        keep = sorted(pool.ids.index(g) for g in r["gold"])
+                    else:
+                        keep = sorted(H.budget_select(r["scores"][cond.removesuffix(budget_tag)], counts, args.budget))
+                    ids = prompt_ids(q["question"], [pool.chunks[i] for i in keep])
                 k = H.cache_key("long-gen", gen_tag, args.max_new_tokens, ids)
                 hit = cache.get(k)
                 if hit is None:
                     new, sec = prefix_generate(gen, [ids], args.max_new_tokens, pad_id)[0]
                     hit = {"ids": new, "seconds": sec}
                     cache.put(k, hit)
-                record(cond, r, keep, hit["ids"], len(ids), hit["seconds"], pool)
+                record(cond, r, keep, hit["ids"], len(ids), hit["seconds"], pool, **extra)
                 next(tick, None)
     bar.close()
     return report(args, per, conditions, methods, budget_tag, full_conds, gen_tag)
@@ -208,10 +267,16 @@ def report(args: Any, per: dict[str, list[dict[str, Any]]], conditions: Sequence
         results.append(res)
         rows.append([c, res["em"], res["f1"], res["both_gold_kept"], round(res["mean_prompt_tokens"])])
     tests: dict[str, dict[str, Any]] = {}
+    lingua = f"longllmlingua{budget_tag}"
+    has_lingua = lingua in per
     for m in methods:
         mine = [x["f1"] for x in per[f"{m}{budget_tag}"]]
-        for other in [*full_conds, f"bm25{budget_tag}", f"dense{budget_tag}"]:
+        for other in [*full_conds, f"bm25{budget_tag}", f"dense{budget_tag}", *([lingua] if has_lingua else [])]:
             tests[f"{m}{budget_tag} vs {other}"] = H.paired_score_test(mine, [x["f1"] for x in per[other]])
+    if has_lingua:
+        mine = [x["f1"] for x in per[lingua]]
+        for other in [*full_conds, f"bm25{budget_tag}", f"dense{budget_tag}"]:
+            tests[f"{lingua} vs {other}"] = H.paired_score_test(mine, [x["f1"] for x in per[other]])
     qids = [x["qid"] for x in per[conditions[0]]]
     table = (f"HotpotQA pools of {args.pool_size} questions (100 paragraphs, one per chunk), {len(qids)} questions; "
              f"answers by {gen_tag} (greedy, max {args.max_new_tokens} new tokens); trimmed contexts keep each "
@@ -222,6 +287,17 @@ def report(args: Any, per: dict[str, list[dict[str, Any]]], conditions: Sequence
              + H.markdown_table(["pair", "F1 difference"], [
                  [pair, f"{t['mean_diff']:+.3f}, {H.format_p(t['p'])} ({'/'.join(map(str, t['wins_ties_losses']))})"]
                  for pair, t in tests.items()]))
+    if has_lingua:
+        got = per[lingua]
+        n = len(got)
+        table += (f"\n\n{lingua}: LongLLMLingua (llmlingua 0.2.2, rank_method=longllmlingua, its README's settings) "
+                  f"with {args.longllmlingua_model} as its language model, {n} questions: compression "
+                  f"{sum(x['trim_seconds'] for x in got) / n:.1f} s per question, answer "
+                  f"{sum(x['seconds'] for x in got) / n:.1f} s per question; compressed context "
+                  f"{sum(x['context_tokens'] for x in got) / n:.0f} {gen_tag} tokens on average "
+                  f"(max {max(x['context_tokens'] for x in got)}), from "
+                  f"{sum(x['paragraphs_kept'] for x in got) / n:.1f} paragraphs its coarse stage kept "
+                  "('both gold kept' counts those)")
     payload = {"settings": vars(args) | {"data_dir": str(args.data_dir)}, "results": results, "paired_tests_f1": tests,
                "answers": per}
     name = args.out or f"long_generate_{gen_tag}"

@@ -7,8 +7,9 @@ experiment(name="trim-generate", topic="trimming",
            data=("hotpot-answers",), methods=("qrhead", "all-heads", "dense", "bm25", "generate"),
            metrics=("em", "f1", "both gold kept"), result="trim_generate_{model}", run="benchmarks.trim_generate:main")
 experiment(name="trim-generate-long", topic="trimming",
-           description="answers from a 100-paragraph HotpotQA pool, whole or trimmed (from long-context records)",
-           data=("hotpot-pools",), methods=("qrhead-cross-window", "bm25", "dense", "generate"),
+           description="answers from a 100-paragraph HotpotQA pool, whole or trimmed (from long-context records; "
+                       "--longllmlingua adds LongLLMLingua at the same budget)",
+           data=("hotpot-pools",), methods=("qrhead-cross-window", "bm25", "dense", "longllmlingua", "generate"),
            metrics=("em", "f1", "prompt tokens"), result="long_generate_{generator}",
            run="benchmarks.long_generate:main")
 experiment(name="trim-generate-retriever-order", topic="trimming",

@@ -53,11 +53,10 @@ def golden_cases() -> dict[str, Any]:
         "qrhead/long_query": own.score(LONG_QUERY, CHUNKS),
         "qrhead/uncalibrated": QRScorer(device="cpu", calibrate=False, **{**QRHEAD_SCORING}).score(QUERY, CHUNKS),
         "defaults/score": default.score(QUERY, CHUNKS),
-        "defaults/reversed": default.score(QUERY, CHUNKS, layout="reversed"),
         "defaults/trim": default.trim(QUERY, DOC, top_n=3).all_scores,
         "head_sets": own.score_head_sets(QUERY, CHUNKS, ["all", "3-1,12-4"]),
     }
-    for strategy in ("overlap", "per_window", "tournament"):
+    for strategy in ("overlap", "tournament"):
         small = QRScorer(device="cpu", max_context_tokens=160, cross_window=strategy, **QRHEAD_SCORING)
         out[f"windows/{strategy}"] = small.score(QUERY, CHUNKS)
     small_default = QRScorer(device="cpu", max_context_tokens=160)
@@ -66,7 +65,7 @@ def golden_cases() -> dict[str, Any]:
     out["prefix_cache/first"] = cached.score(QUERY, CHUNKS)
     out["prefix_cache/second"] = cached.score(QUERY, CHUNKS)
     questions = [QUERY, "Which fruit has potassium?", "How do bees find flowers?"]
-    for name, s in (("qrhead", own), ("defaults", default), ("windows", small_default)):
+    for name, s in (("qrhead", own), ("windows", small_default)):
         with s.context(CHUNKS) as ctx:
             out[f"context/{name}"] = [ctx.score(q) for q in questions]
     out["batch/defaults"] = default.score_batch([*questions, QUERY], [*([CHUNKS] * 3), CHUNKS[:4]])

@@ -302,7 +302,9 @@ class Pipeline:
             for key, members in groups.items():
                 chunks = list(key)
                 fits = [i for i in members if len(self.loaded.builder.query_span_ids(queries[i])) <= room]
-                shortlisted = bool(self.config.shortlist) and len(chunks) > (self.config.shortlist or 0)  # maybe
+                # a shortlist depends on the question, so such pairs cannot share a prefill (plain calls then;
+                # an input that turns out to fit one window is read whole by them, as by a context)
+                shortlisted = bool(self.config.shortlist) and len(chunks) > (self.config.shortlist or 0)
                 shared = bool(chunks) and len(fits) > 1 and not shortlisted
                 if shared:
                     plan = self.plan(chunks, heads, layout)
@@ -326,7 +328,17 @@ class Pipeline:
 
 
 def release(prefixes: Sequence[Sequence[Prefixed]]) -> None:
-    """Free the KV caches and vectors of prefixes :meth:`Pipeline.prepare` kept."""
+    """Free the KV caches and vectors of prefixes :meth:`Pipeline.prepare` kept (a context's ``close``).
+
+    Example:
+        >>> from qr_integrations import QRScorer
+        >>> scorer = QRScorer()
+        >>> pipe = scorer.pipeline
+        >>> kept = pipe.prepare(pipe.plan([(None, "Bananas have potassium.")], scorer.head_plan(), "input"))
+        >>> release(kept)
+        >>> kept[0][0][2].closed
+        True
+    """
     for windows in prefixes:
         for _, _, prefix in windows:
             prefix.release()

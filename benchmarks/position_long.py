@@ -32,7 +32,8 @@ from benchmarks import harness as H
 from benchmarks.long_context import hotpot_pools
 from qr_integrations import QRScorer
 from qr_integrations.core.fusion import weighted_fusion
-from qr_integrations.core.prior import prior_scores
+from qr_integrations.core.pipeline import chunk_texts
+from qr_integrations.core.prior import prior_scores, shortlist_indices, spread_shortlist
 
 SPLITS = {"dev": 0, "test": 50}
 POOLS, POOL_SIZE, SHORTLIST = 3, 10, 20
@@ -58,7 +59,7 @@ def capture_shortlists(scorer: QRScorer, pool: Any, prior: str, cache: Path) -> 
     rows = []
     for qid, q, _ in H.progress(pool.questions, desc=f"{pool.name} shortlists"):
         p = prior_scores(q, texts, prior)
-        keep = sorted(sorted(range(len(texts)), key=lambda i: (-p[i], i))[:SHORTLIST])
+        keep = shortlist_indices(p, SHORTLIST)
         rows.append({"qid": qid, "keep": keep, "att": scorer.head_attention(q, [pool.chunks[i] for i in keep]).compact()})
     cache.mkdir(parents=True, exist_ok=True)
     torch.save({"pool": pool, "rows": rows}, path)
@@ -66,20 +67,12 @@ def capture_shortlists(scorer: QRScorer, pool: Any, prior: str, cache: Path) -> 
 
 
 def texts_of(pool: Any) -> list[str]:
-    return [f"{t}\n{x}" if t else x for t, x in pool.chunks]
+    return chunk_texts(pool.chunks)
 
 
 def view(att: Any, calibration: str, passes: int | None = None) -> list[float]:
     layouts = att.layouts if passes is None else att.layouts[:passes]
     return dataclasses.replace(att, layouts=layouts, calibration=calibration).scores("all", 2.0)
-
-
-def shortlisted(found: list[float], keep: list[int], n: int) -> list[float]:
-    """QRHead's scores over the shortlist spread over the pool: the others at its lowest, as shortlist=N does."""
-    full = [min(found)] * n
-    for i, s in zip(keep, found, strict=True):
-        full[i] = s
-    return full
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
             add("dense prior, whole pool", key, weighted_fusion(divided, dense, 0.7))
             for prior, rows in lists.items():
                 row = rows[n]
-                full = shortlisted(view(row["att"], "divide"), row["keep"], len(texts))
+                full = spread_shortlist(view(row["att"], "divide"), row["keep"], len(texts))
                 second = bm25 if prior == "bm25" else dense
                 for w in (0.7, 0.5):
                     add(f"{prior} prior, shortlist {SHORTLIST}, weight {w}", key, weighted_fusion(full, second, w))

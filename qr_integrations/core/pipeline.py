@@ -37,7 +37,7 @@ from .config import ScorerConfig
 from .engine import ForwardEngine, HeadPlan, PrefixCache, PreparedPrefix, shared_length, torch_threads
 from .layout import layout_orders
 from .models import LoadedModel
-from .prior import fuse_prior, prior_scores
+from .prior import fuse_prior, prior_scores, shortlist_indices, spread_shortlist
 from .prompt import EncodedPrompt, as_list
 from .windows import Window, capacity, plan_coverings, query_room, reserve_tokens, schedule, window_cost, window_progress
 
@@ -270,13 +270,11 @@ class Pipeline:
                                show_progress) if chunks else []
         prior = self.prior(query, chunks)
         assert prior is not None  # the config refuses a shortlist without a prior
-        keep = sorted(sorted(range(len(chunks)), key=lambda i: (-prior[i], i))[:limit])
+        keep = shortlist_indices(prior, limit)
         sub = [chunks[i] for i in keep]
         found = self._qrhead(self.attention(query, sub, heads, layout, show_progress), sub, heads, layout,
                              show_progress)
-        full = [min(found)] * len(chunks)
-        for i, score in zip(keep, found, strict=True):
-            full[i] = score
+        full = spread_shortlist(found, keep, len(chunks))
         return fuse_prior(full, prior, self.config.prior_weight)
 
     def score_batch(self, queries: Sequence[str], chunk_lists: Sequence[Sequence[Norm]], heads: HeadPlan,

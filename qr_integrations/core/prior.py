@@ -162,6 +162,30 @@ def prior_scores(query: str, texts: Sequence[str], prior: str, model: str | None
     return bm25_scores(query, texts) if prior == "bm25" else dense_scores(query, texts, model, device)
 
 
+def shortlist_indices(prior: Sequence[float], n: int) -> list[int]:
+    """The input indices of the ``n`` best chunks by ``prior`` (ties: earlier first), in input order.
+
+    Example:
+        >>> shortlist_indices([0.1, 0.9, 0.5, 0.9], 2)
+        [1, 3]
+    """
+    return sorted(sorted(range(len(prior)), key=lambda i: (-prior[i], i))[:n])
+
+
+def spread_shortlist(found: Sequence[float], keep: Sequence[int], n: int) -> list[float]:
+    """QRHead's scores of the shortlisted chunks placed at ``keep`` among ``n``; every other chunk gets the
+    shortlist's lowest score, so after fusion the prior alone orders them, below the shortlist.
+
+    Example:
+        >>> spread_shortlist([0.4, 0.2], [1, 3], 4)
+        [0.2, 0.4, 0.2, 0.2]
+    """
+    full = [float(min(found))] * n
+    for i, score in zip(keep, found, strict=True):
+        full[i] = float(score)
+    return full
+
+
 def fuse_prior(scores: Sequence[float], prior: Sequence[float] | None, weight: float) -> list[float]:
     """QRHead ``scores`` mixed with ``prior`` scores (see :func:`with_prior`); unchanged when ``prior`` is
     ``None`` or there is a single chunk.

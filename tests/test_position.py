@@ -221,3 +221,61 @@ def test_at_the_defaults_scores_move_less_with_position(default_scorer: QRScorer
 
     plain = QRScorer(device="cpu", calibration="subtract", orders=1, prior="none")
     assert mean_spread(default_scorer) < 0.75 * mean_spread(plain)
+
+
+# ---------------------------------------------------------------- repeated text
+PARAGRAPH = ("Saturn's rings are made mostly of ice particles, with smaller amounts of rocky debris and dust; "
+             "they span up to 282,000 km from the planet.")
+RING_QUERY = "What are Saturn's rings made of?"
+
+
+def placements(seed: int, copies: int = 4) -> list[str]:
+    """``copies`` copies of PARAGRAPH (whitespace varied) scattered among the five CHUNKS, seeded."""
+    import random
+
+    rng = random.Random(seed)
+    chunks = list(CHUNKS)
+    for k in range(copies):
+        chunks.insert(rng.randrange(len(chunks) + 1), PARAGRAPH + " " * k)
+    return chunks
+
+
+def copy_scores(scores: list[float], chunks: list[str]) -> list[float]:
+    return [s for s, c in zip(scores, chunks, strict=True) if c.strip() == PARAGRAPH]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_identical_chunks_score_the_same_wherever_they_are_written(default_scorer: QRScorer, seed: int) -> None:
+    """Copies of one paragraph scattered through the list get one score at the defaults (read once), and
+    it is the best; read as given (``dedupe=False``) the model scores them far apart by position."""
+    chunks = placements(seed)
+    copies = copy_scores(default_scorer.score(RING_QUERY, chunks), chunks)
+    assert len(copies) == 4 and len(set(copies)) == 1
+    assert copies[0] == max(default_scorer.score(RING_QUERY, chunks))
+    as_given = QRScorer(device="cpu", dedupe=False)
+    raw = copy_scores(as_given.score(RING_QUERY, chunks), chunks)
+    assert (max(raw) - min(raw)) / max(raw) > 0.10, raw
+
+
+def test_repeated_chunks_are_read_once_on_every_path(default_scorer: QRScorer) -> None:
+    """A plain call equals the scores of the distinct chunks spread back to their copies; prepared contexts,
+    batches and trim agree with it."""
+    chunks = placements(3, copies=2)
+    distinct = [c for i, c in enumerate(chunks) if c.strip() not in {x.strip() for x in chunks[:i]}]
+    plain = default_scorer.score(RING_QUERY, chunks)
+    once = dict(zip([c.strip() for c in distinct], default_scorer.score(RING_QUERY, distinct), strict=True))
+    assert plain == [once[c.strip()] for c in chunks]
+    with default_scorer.context(chunks) as ctx:
+        assert len(ctx.read) == len(distinct) and ctx.head_attention(RING_QUERY).num_chunks == len(distinct)
+        assert close(ctx.score(RING_QUERY), plain)
+    batch = default_scorer.score_batch([RING_QUERY, QUERY], [chunks, CHUNKS])
+    assert close(batch[0], plain)
+    kept = default_scorer.trim(RING_QUERY, chunks, top_n=2)
+    assert [c.strip() for c in kept.chunks] == [PARAGRAPH, PARAGRAPH]
+
+
+def test_dedupe_is_a_config_key() -> None:
+    assert ScorerConfig().dedupe is True
+    assert ScorerConfig.from_dict({"dedupe": False}).dedupe is False
+    with pytest.raises(ConfigError, match="dedupe"):
+        ScorerConfig(dedupe="yes")  # type: ignore[arg-type]

@@ -173,6 +173,10 @@ class ScorerConfig:
             inputs: one window instead of many; an input that fits one window is read whole). Needs a
             ``prior``; plain calls only (a prepared context reads every chunk before it knows the question,
             so a scorer with a shortlist refuses to prepare one).
+        dedupe: read each distinct chunk once and give its copies the same score (chunks equal once
+            whitespace is collapsed, title included). A causal model reads a repeated text as already seen,
+            so without it copies written at different places score far apart (docs/position.md). Off, the
+            model reads every chunk as given.
 
     Example:
         >>> cfg = ScorerConfig.from_dict({"heads": "all", "max_context_tokens": 4096})
@@ -202,6 +206,7 @@ class ScorerConfig:
     prior_weight: float = 0.7
     prior_model: str | None = None
     shortlist: int | None = None
+    dedupe: bool = True
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, what: str) -> None:
@@ -245,6 +250,7 @@ class ScorerConfig:
              "expected null (QRHead reads every chunk) or a number of chunks >= 1")
         need(self.shortlist is None or self.prior != "none", "shortlist",
              "a shortlist ranks chunks by the prior before QRHead reads them; set prior to 'bm25' or 'dense'")
+        need(isinstance(self.dedupe, bool), "dedupe", "expected true (score each distinct chunk once) or false")
         if self.heads is not None and not isinstance(self.heads, HeadSet):
             try:
                 parsed = HeadSet.parse(self.heads)

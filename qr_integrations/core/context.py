@@ -55,6 +55,8 @@ class PreparedContext:
 
     Attributes:
         chunks: the normalized ``(title, text)`` chunks, in input order.
+        read: the chunks the model read: each distinct chunk once under ``dedupe`` (the default), else
+            ``chunks``; :meth:`head_attention` is over these, scores are per input chunk.
         heads: ``(layer, head)`` of the heads read.
         layout: the layout the prefixes were prepared in.
         query_tokens: question tokens each window kept room for.
@@ -97,7 +99,8 @@ class PreparedContext:
         self._counts: list[int] | None = None
         self._texts = chunk_texts(self.chunks)
         self._closed = False
-        self._plan = pipeline.plan(self.chunks, plan, layout, query_tokens=query_tokens)
+        self.read, self._index = pipeline.read_chunks(self.chunks)
+        self._plan = pipeline.plan(self.read, plan, layout, query_tokens=query_tokens)
         self._room = self._plan.room
         self._windows = pipeline.prepare(self._plan, show_progress, self._kv_dtype)
 
@@ -143,7 +146,7 @@ class PreparedContext:
 
     # ------------------------------------------------------------------ questions
     def head_attention(self, query: str) -> HeadAttention:
-        """The per-head calibrated attention of ``query`` over the chunks (see :class:`HeadAttention`)."""
+        """The per-head calibrated attention of ``query`` over :attr:`read` (see :class:`HeadAttention`)."""
         query = check_query(query)
         span = self.pipeline.loaded.builder.query_span_ids(query)
         with self._lock:
@@ -173,7 +176,8 @@ class PreparedContext:
             self.head_attention(query)  # the same checks as a non-empty context
             return []
         # under cross_window="tournament", rounds after the first run as plain calls (they depend on the query)
-        return self.pipeline.finish(self.head_attention(query), self.chunks, self.plan, self.layout)
+        found = self.pipeline.finish(self.head_attention(query), self.read, self.plan, self.layout)
+        return found if self._index is None else [found[i] for i in self._index]
 
     def rank(self, query: str, top_n: int | None = None) -> RankedResults:
         """The chunks best first for ``query``, as ``scorer.rank(query, chunks, top_n)``."""

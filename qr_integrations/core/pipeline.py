@@ -38,7 +38,7 @@ from .engine import ForwardEngine, HeadPlan, PrefixCache, PreparedPrefix, shared
 from .layout import layout_orders
 from .models import LoadedModel
 from .prior import fuse_prior, prior_scores, shortlist_indices, spread_shortlist
-from .prompt import EncodedPrompt, as_list
+from .prompt import EncodedPrompt, as_list, distinct_chunks
 from .windows import Window, capacity, plan_coverings, query_room, reserve_tokens, schedule, window_cost, window_progress
 
 R = TypeVar("R")
@@ -256,14 +256,31 @@ class Pipeline:
         return final_scores(att, list(chunks), self.config.outlier_std,
                             lambda sub: self.attention(att.query, sub, heads, layout, show_progress))
 
+    def read_chunks(self, chunks: Sequence[Norm]) -> tuple[list[Norm], list[int] | None]:
+        """The chunks the model reads for ``chunks``, and where each input chunk's score comes from.
+
+        Under ``dedupe`` (the default) each distinct chunk once (:func:`~.prompt.distinct_chunks`) and the
+        index of every input chunk's copy; otherwise, or when nothing repeats, the chunks and ``None``.
+        """
+        if self.config.dedupe:
+            read, index = distinct_chunks(chunks)
+            if len(read) < len(chunks):
+                return read, index
+        return list(chunks), None
+
     def scores(self, query: str, chunks: Sequence[Norm], heads: HeadPlan, layout: str,
                show_progress: bool | None = None) -> list[float]:
         """A plain call's scores: :meth:`attention` then :meth:`finish` (``[]`` for no chunks).
 
+        Repeated chunks are read once under ``dedupe`` (:meth:`read_chunks`) and every copy gets their score.
         Under ``shortlist=N`` an input past one window with more than N chunks is first cut to the prior's
         best N (kept in input order), QRHead reads only those, and the rest score as if QRHead gave them its
         lowest score: the prior's order below every shortlisted chunk.
         """
+        read, index = self.read_chunks(chunks)
+        if index is not None:
+            found = self.scores(query, read, heads, layout, show_progress)
+            return [found[i] for i in index]
         limit = self.config.shortlist
         if not limit or len(chunks) <= limit or len(self.coverings(chunks, self.room(query))[0]) <= 1:
             return self.finish(self.attention(query, chunks, heads, layout, show_progress), chunks, heads, layout,
@@ -286,6 +303,10 @@ class Pipeline:
                 f"score_batch needs one chunk list per query: got {len(queries)} queries and {len(chunk_lists)} "
                 "chunk lists; repeat a shared list ([chunks] * len(queries)) to ask several questions of it"
             )
+        reads = [self.read_chunks(chunks) for chunks in chunk_lists]
+        if any(index is not None for _, index in reads):
+            found = self.score_batch(queries, [read for read, _ in reads], heads, layout, show_progress)
+            return [s if index is None else [s[i] for i in index] for s, (_, index) in zip(found, reads, strict=True)]
         groups: dict[tuple[Norm, ...], list[int]] = {}
         for i, chunks in enumerate(chunk_lists):
             groups.setdefault(tuple(chunks), []).append(i)

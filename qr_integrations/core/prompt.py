@@ -127,6 +127,30 @@ def normalize_chunks(chunks: Any) -> list[tuple[str | None, str]]:
     return [normalize_chunk(c, i) for i, c in enumerate(as_list(chunks))]
 
 
+def distinct_chunks(chunks: Sequence[tuple[str | None, str]]) -> tuple[list[tuple[str | None, str]], list[int]]:
+    """Each distinct chunk once, in order of first appearance, and for every input chunk the index of its copy.
+
+    Chunks whose title and text are equal once runs of whitespace are collapsed count as one. A causal model
+    reads a later copy of a text as already seen, so copies written at different places score far apart
+    (docs/position.md); the scorer under ``dedupe=True`` (the default) reads each distinct chunk once and
+    gives every copy its score.
+
+    Example:
+        >>> distinct_chunks([(None, "a b"), ("T", "c"), (None, "a  b ")])
+        ([(None, 'a b'), ('T', 'c')], [0, 1, 0])
+    """
+    seen: dict[tuple[str, str], int] = {}
+    read: list[tuple[str | None, str]] = []
+    index: list[int] = []
+    for title, text in chunks:
+        key = (" ".join((title or "").split()), " ".join(text.split()))
+        if key not in seen:
+            seen[key] = len(read)
+            read.append((title, text))
+        index.append(seen[key])
+    return read, index
+
+
 def chunk_block(index: int, title: str | None, text: str) -> str:
     """The ``[i] title\\ntext`` block for chunk ``index`` (0-based; printed 1-based)."""
     body = f"{title}\n{text}" if title else text

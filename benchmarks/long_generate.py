@@ -32,6 +32,7 @@ QRHead condition against the full context, the truncated one, BM25 and dense.
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import time
 from collections.abc import Sequence
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--methods", default="per_window,overlap", help="QRHead strategies from the records to trim by")
     p.add_argument("--budget", type=int, default=1500, help="token budget of a trimmed context (generator tokens)")
     p.add_argument("--truncate", type=int, default=8192, help="the truncated full context's tokens (0: none)")
+    p.add_argument("--full", action=argparse.BooleanOptionalAction, default=True,
+                   help="answer from the whole pool too (--no-full skips it: one long prefix pass per pool)")
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--longllmlingua", action="store_true",
                    help="add LongLLMLingua (llmlingua 0.2.2, offline) at --budget as the condition longllmlingua@BUDGET")
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return keep
 
     budget_tag = f"@{args.budget}"
-    full_conds = ["full"] + ([f"full-{args.truncate}"] if args.truncate else [])
+    full_conds = (["full"] if args.full else []) + ([f"full-{args.truncate}"] if args.truncate else [])
     lingua = f"longllmlingua{budget_tag}"
     conditions = [*full_conds, *(f"{m}{budget_tag}" for m in [*methods, "bm25", "dense"]),
                   *([lingua] if args.longllmlingua else []), "gold"]

@@ -18,11 +18,19 @@ pool, the pool with the dense prior, and each shortlist with ``divide``, 2 order
 QRHead weight 0.7 or 0.5. Recall@5/@10/@2 and paired randomization tests against BM25 and dense.
 
 ``--check`` compares one derived shortlist setting with ``QRScorer(...).score`` on the first question.
+``--records FILE`` writes each question's scores under QRHead's own scoring, the defaults, the dense
+shortlist (weight 0.5), BM25 and dense, for ``benchmarks.long_generate`` to trim by and answer from::
+
+    .venv/bin/python -m benchmarks run position-long --split test --shortlist-prior dense --threads 1 \\
+        --records benchmarks/.cache/position_long_test_records.jsonl
+    .venv/bin/python -m benchmarks run trim-generate-long --threads 1 --no-full --truncate 0 \\
+        --methods own,defaults,dense_shortlist --records benchmarks/.cache/position_long_test_records.jsonl@50
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +46,11 @@ from qr_integrations.core.prior import prior_scores, shortlist_indices, spread_s
 SPLITS = {"dev": 0, "test": 50}
 POOLS, POOL_SIZE, SHORTLIST = 3, 10, 20
 CAPTURE = {"orders": 2, "calibration": "subtract", "prior": "none", "layout": "input"}
+
+
+# --records: the settings a trim-then-generate run compares, by the short names long_generate takes
+RECORDED = {"own": "QRHead's own scoring, whole pool", "defaults": "defaults (bm25 prior), whole pool",
+            "dense_shortlist": f"dense prior, shortlist {SHORTLIST}, weight 0.5", "bm25": "BM25", "dense": "dense"}
 
 
 def capture_pool(scorer: QRScorer, pool: Any, cache: Path) -> list[Any]:
@@ -80,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", choices=list(SPLITS), default="dev", help="dev chooses, test reports")
     p.add_argument("--shortlist-prior", default="bm25,dense", help="priors whose shortlists are captured")
     p.add_argument("--check", action="store_true", help="check one derived shortlist setting against QRScorer.score")
+    p.add_argument("--records", type=Path, default=None,
+                   help="also write per-question scores as benchmarks.long_generate records (trim, then answer)")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
     pools = hotpot_pools(args.data_dir, SPLITS[args.split], POOLS, POOL_SIZE, 1, 0)
@@ -89,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     scores: dict[str, dict[str, list[float]]] = {}
     qrels: dict[str, dict[str, int]] = {}
     ids: dict[str, list[str]] = {}
+
+    records: list[dict[str, Any]] = []
 
     def add(method: str, key: str, s: list[float]) -> None:
         scores.setdefault(method, {})[key] = [float(x) for x in s]
@@ -114,6 +131,14 @@ def main(argv: list[str] | None = None) -> None:
                 second = bm25 if prior == "bm25" else dense
                 for w in (0.7, 0.5):
                     add(f"{prior} prior, shortlist {SHORTLIST}, weight {w}", key, weighted_fusion(full, second, w))
+            records.append({"kind": "question", "pool": pool.name, "qid": qid, "gold": sorted(gold),
+                            "scores": {short: scores[method][key] for short, method in RECORDED.items()
+                                       if key in scores.get(method, {})}})
+
+    if args.records is not None:
+        args.records.parent.mkdir(parents=True, exist_ok=True)
+        args.records.write_text("".join(json.dumps(r) + "\n" for r in records))
+        print(f"wrote {len(records)} question records to {args.records}")
 
     if args.check and priors:
         pool, prior = pools[0], priors[0]

@@ -1,8 +1,9 @@
 """Trim, then generate, on long inputs (issue #15): answers from a 100-paragraph HotpotQA pool, whole or trimmed.
 
-The pools and the chunk scores come from :mod:`benchmarks.long_context` runs (their per-question records,
-``benchmarks/.cache/<name>.jsonl``, given as ``FILE@START``), so the scorer here is exactly the one measured
-there: by default the embedded model at its defaults (``cross_window="per_window"``). A generator model
+The pools and the chunk scores come from per-question records given as ``FILE@START``, so the scorer here is
+exactly the one measured there: :mod:`benchmarks.long_context` runs (``benchmarks/.cache/<name>.jsonl``,
+QRHead's own scoring under each cross-window strategy) or :mod:`benchmarks.position_long` with ``--records``
+(the position-corrected defaults and the dense shortlist, with ``--methods own,defaults,dense_shortlist``). A generator model
 (Qwen2.5-Coder-0.5B by default, greedy, a short answer) then answers each question from:
 
 * ``full``: the whole pool in its order, cut to the generator's window (a 12k-15k token pool fits Qwen's 32k);

@@ -150,8 +150,10 @@ def test_ctrl_c_prints_one_line_and_a_rerun_resumes(tmp_path: Path, rows: list[d
 
 
 def test_one_bar_without_cursor_escapes_when_stderr_is_no_terminal(tmp_path: Path, rows: list[dict[str, Any]]) -> None:
-    # chunks long enough for several windows a row: the scorer's own bar would nest under the row bar
-    long_rows = [{"id": i, "query": "Which fruit has potassium?", "chunks": [" ".join(["filler text"] * 60)] * 3}
+    # distinct chunks (copies are read once) long enough for several windows a row: the scorer's own bar would
+    # nest under the row bar
+    chunks = [f"Part {k}: " + " ".join(["filler text"] * 60) for k in range(3)]
+    long_rows = [{"id": i, "query": "Which fruit has potassium?", "chunks": chunks}
                  for i in range(2)]
     src = write_jsonl(tmp_path / "in.jsonl", long_rows)
     proc = rank_file_process(src, tmp_path / "out.jsonl", "--max-context-tokens", "256")

@@ -16,7 +16,7 @@ Datasets (``--dataset``):
   questions), ``--split dev`` = questions 0-49 (defaults are chosen here), ``test`` = 50-99 (reported);
 * ``hotpot_line``: the same pools, each paragraph cut to its first sentence (one line);
 * ``scifact``: the BM25 top 20 of SciFact test queries with a relevant abstract among them, abstracts up to
-  400 words, shuffled;
+  400 words, shuffled; ``--split test`` = from the first such query (reported), ``dev`` = from the 101st;
 * ``identical``: 5 copies of a gold paragraph among 5 distractors (the spread of the copies' scores).
 
 Reported: Recall@5/@2 (HotpotQA) or nDCG@10 (SciFact) against BM25 and dense (all-MiniLM-L6-v2) with
@@ -128,11 +128,14 @@ def spread(scores: list[float], gold: list[int]) -> float:
 
 
 SHIPPED = "QRScorer() as shipped (defaults, dedupe)"
+# where each split starts in the shuffled SciFact list (take --limit from there): test = the first queries
+# (reported), dev = from the 101st on (a weight is chosen there), far apart so that no --limit overlaps them
+SCIFACT_SPLITS = {"dev": 100, "test": 0}
 
 DATASETS = {  # --dataset -> the harness's candidate builder
     "hotpot": lambda data_dir, split: H.hotpot_shuffled(data_dir, split),
     "hotpot_line": lambda data_dir, split: H.hotpot_shuffled(data_dir, split, line=True),
-    "scifact": lambda data_dir, split: H.scifact_shuffled(data_dir),
+    "scifact": lambda data_dir, split: H.scifact_shuffled(data_dir)[SCIFACT_SPLITS[split]:],
     "identical": lambda data_dir, split: H.hotpot_identical(data_dir),
 }
 
@@ -140,7 +143,7 @@ DATASETS = {  # --dataset -> the harness's candidate builder
 def main(argv: list[str] | None = None) -> None:
     p = H.common_parser("position bias and its corrections on shuffled candidates")
     p.add_argument("--dataset", choices=["hotpot", "hotpot_line", "scifact", "identical"], default="hotpot")
-    p.add_argument("--split", choices=list(SPLITS), default="dev", help="HotpotQA split (dev chooses, test reports)")
+    p.add_argument("--split", choices=list(SPLITS), default="dev", help="dev chooses, test reports (HotpotQA questions 0-49 / 50-99; SciFact from the 101st query / the first)")
     p.add_argument("--check", action="store_true", help="check one derived config against QRScorer's own call")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     cache = H.CACHE_DIR / "position" / H.model_tag(args.model)
     atts = [capture(scorer, it, cache) for it in H.progress(items, desc=f"capturing {args.dataset}",
                                                              disable=args.no_progress)]
-    split = args.split if args.dataset.startswith("hotpot") else "all"
+    split = args.split if args.dataset in ("hotpot", "hotpot_line", "scifact") else "all"
     name = f"position_{args.dataset}_{split}_{H.model_tag(args.model)}"
 
     texts = [[f"{t}\n{x}" if t else x for t, x in it["chunks"]] for it in items]

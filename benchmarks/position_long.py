@@ -125,6 +125,14 @@ def main(argv: list[str] | None = None) -> None:
             divided = view(att, "divide")
             add("defaults (bm25 prior), whole pool", key, weighted_fusion(divided, bm25, 0.7))
             add("dense prior, whole pool", key, weighted_fusion(divided, dense, 0.7))
+            # the candidate settings of position_bias (calibration x orders x BM25 prior), over the whole pool
+            per_order = len(att.layouts) // CAPTURE["orders"]  # the coverings of one order
+            for cal in ("subtract", "divide"):
+                for k in (1, 2):
+                    base = view(att, cal, per_order * k)
+                    add(f"{cal} K={k}", key, base)
+                    for w in (0.7, 0.5):
+                        add(f"{cal} K={k} +bm25@{w}", key, weighted_fusion(base, bm25, w))
             for prior, rows in lists.items():
                 row = rows[n]
                 full = spread_shortlist(view(row["att"], "divide"), row["keep"], len(texts))

@@ -13,9 +13,9 @@ experiment(name="position-hotpot-line", **_BIAS,
            data=("hotpot-shuffled",), metrics=("recall@5", "recall@2", "position z-score"),
            result="position_hotpot_line_{split}_{model}", fixed=("--dataset", "hotpot_line"))
 experiment(name="position-scifact", **_BIAS,
-           description="position bias and its corrections on SciFact's BM25 top 20, shuffled",
+           description="position bias and its corrections on SciFact's BM25 top 20, shuffled (--split dev|test)",
            data=("scifact-shuffled",), metrics=("ndcg@10", "recall@5", "position z-score"),
-           result="position_scifact_all_{model}", fixed=("--dataset", "scifact"))
+           result="position_scifact_{split}_{model}", fixed=("--dataset", "scifact"))
 experiment(name="position-identical", **_BIAS,
            description="the spread of 5 identical gold paragraphs' scores among 5 distractors",
            data=("hotpot-identical",), metrics=("recall@5", "recall@2", "identical spread"),
@@ -30,3 +30,7 @@ experiment(name="position-long", topic="position",
            data=("hotpot-pools",), methods=("qrhead-corrections", "bm25", "dense"),
            metrics=("recall@5", "recall@10", "recall@2"), result="position_long_{split}_{model}",
            run="benchmarks.position_long:main")
+experiment(name="position-choose", topic="position",
+           description="the rule that picks the defaults: best mean of four dev-split metrics at <= 2 passes",
+           data=("hotpot-shuffled", "scifact-shuffled", "hotpot-pools"), methods=("qrhead-corrections",),
+           metrics=("recall@5", "ndcg@10"), result="position_choice_{model}", run="benchmarks.choose_defaults:main")

@@ -50,7 +50,8 @@ CAPTURE = {"orders": 2, "calibration": "subtract", "prior": "none", "layout": "i
 
 # --records: the settings a trim-then-generate run compares, by the short names long_generate takes
 RECORDED = {"own": "QRHead's own scoring, whole pool", "defaults": "defaults (bm25 prior), whole pool",
-            "dense_shortlist": f"dense prior, shortlist {SHORTLIST}, weight 0.5", "bm25": "BM25", "dense": "dense"}
+            "dense_shortlist": f"dense prior, shortlist {SHORTLIST}, weight 0.5", "bm25": "BM25", "dense": "dense",
+            "bm25_half": "divide K=2 +bm25@0.5"}
 
 
 def capture_pool(scorer: QRScorer, pool: Any, cache: Path) -> list[Any]:

@@ -10,8 +10,11 @@ result file (run those first, with ``--split dev``):
 * 100-paragraph pools read whole: Recall@5 (``position_long_dev_<model>``).
 
 The best mean wins; ties go to fewer passes, then to the current default. The test splits take no part.
+Candidates fuse BM25 or nothing (the rule as set before the SciFact dev split was run); ``--priors
+bm25,dense`` also ranks the dense-prior option (``divide K=2 +dense@w``), which needs sentence-transformers.
 
     .venv/bin/python -m benchmarks run position-choose
+    .venv/bin/python -m benchmarks run position-choose --priors bm25,dense
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ def passes(name: str) -> int:
     return int(name.split("K=")[1].split()[0])
 
 
-def choose(results: dict[str, dict[str, float]], max_passes: int) -> list[tuple[str, float, dict[str, float]]]:
+def choose(results: dict[str, dict[str, float]], max_passes: int,
+           priors: tuple[str, ...] = ("bm25",)) -> list[tuple[str, float, dict[str, float]]]:
     """Candidates best first: ``(name, mean, per-source metric)``; ``results`` maps source -> setting -> metric.
+    ``priors``: the fused priors a candidate may use (besides none).
 
     Example:
         >>> r = {"a": {"divide K=1": 0.5, "divide K=2": 0.7, "BM25": 0.9}, "b": {"divide K=1": 0.9, "divide K=2": 0.7}}
@@ -44,7 +49,8 @@ def choose(results: dict[str, dict[str, float]], max_passes: int) -> list[tuple[
     names = set.intersection(*(set(v) for v in results.values()))
     rows = []
     for name in names:
-        if "K=" not in name or passes(name) > max_passes:
+        prior = name.split("+")[1].split("@")[0] if "+" in name else None
+        if "K=" not in name or passes(name) > max_passes or (prior is not None and prior not in priors):
             continue
         per = {src: results[src][name] for src in results}
         rows.append((name, round(sum(per.values()) / len(per), 6), per))
@@ -54,6 +60,8 @@ def choose(results: dict[str, dict[str, float]], max_passes: int) -> list[tuple[
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = H.common_parser(__doc__.splitlines()[0], limit=None)
     p.add_argument("--max-passes", type=int, default=2)
+    p.add_argument("--priors", default="bm25",
+                   help="priors a candidate may fuse: bm25 (the rule) or bm25,dense (also the dense-prior option)")
     args = p.parse_args(argv)
     tag = H.model_tag(args.model)
     results: dict[str, dict[str, float]] = {}
@@ -63,17 +71,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise SystemExit(f"{path} is missing: run its experiment with --split dev first (see {__name__})")
         data = json.loads(path.read_text())
         results[label] = {m: float(v[metric]) for m, v in data["results"].items() if metric in v}
-    ranked = choose(results, args.max_passes)
+    priors = tuple(x for x in args.priors.split(",") if x)
+    ranked = choose(results, args.max_passes, priors)
     labels = [s[0] for s in SOURCES]
     rows = [[name, *[per[x] for x in labels], mean, passes(name)] for name, mean, per in ranked]
     for ref in ("BM25", "dense"):
         if all(ref in results[x] for x in labels):
             vals = [results[x][ref] for x in labels]
             rows.append([ref, *vals, round(sum(vals) / len(vals), 6), 0])
-    table = (f"Dev-split candidates at <= {args.max_passes} passes, best first (mean of the four dev metrics; "
+    table = (f"Dev-split candidates at <= {args.max_passes} passes, priors {'/'.join(priors)}, best first "
+             "(mean of the four dev metrics; "
              f"ties: fewer passes, then {CURRENT}); chosen: **{ranked[0][0]}**\n\n"
              + H.markdown_table(["setting", *labels, "mean", "passes"], rows))
     payload = {"chosen": ranked[0][0], "ranking": [{"setting": n, "mean": m, **per} for n, m, per in ranked]}
-    H.write_results(args.out or f"position_choice_{tag}", payload, table)
+    H.write_results(args.out or f"position_choice_{tag}" + ("" if priors == ("bm25",) else "_" + "_".join(priors)),
+                    payload, table)
     print(table)
     return payload

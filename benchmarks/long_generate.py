@@ -285,7 +285,7 @@ def report(args: Any, per: dict[str, list[dict[str, Any]]], conditions: Sequence
     table = (f"HotpotQA pools of {args.pool_size} questions (100 paragraphs, one per chunk), {len(qids)} questions; "
              f"answers by {gen_tag} (greedy, max {args.max_new_tokens} new tokens); trimmed contexts keep each "
              f"method's best chunks within {args.budget} {gen_tag} tokens, in pool order; QRHead scores from the "
-             "long_context records (embedded model unless those runs said otherwise)\n\n"
+             f"records ({', '.join(args.records)}; embedded model unless those runs said otherwise)\n\n"
              + H.markdown_table(["context", "EM", "F1", "both gold kept", "prompt tokens"], rows)
              + "\n\nPaired randomization tests of token F1: mean difference, p, wins/ties/losses\n\n"
              + H.markdown_table(["pair", "F1 difference"], [

@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
                     add(f"{cal} K={k}", key, base)
                     for w in (0.7, 0.5):
                         add(f"{cal} K={k} +bm25@{w}", key, weighted_fusion(base, bm25, w))
+            for w in (0.7, 0.5):  # the option prior="dense" on the defaults' reading
+                add(f"divide K=2 +dense@{w}", key, weighted_fusion(divided, dense, w))
             for prior, rows in lists.items():
                 row = rows[n]
                 full = spread_shortlist(view(row["att"], "divide"), row["keep"], len(texts))

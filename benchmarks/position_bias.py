@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
 
     texts = [[f"{t}\n{x}" if t else x for t, x in it["chunks"]] for it in items]
     scores = {config_name(c): [derived_scores(a, it, c) for a, it in zip(atts, items, strict=True)] for c in CONFIGS}
+    passes = {config_name(c): c[1] for c in CONFIGS}  # forward passes per setting; the retrievers make none
     scores["BM25"] = [bm25_scores(it["query"], tx) for it, tx in zip(items, texts, strict=True)]
     from benchmarks.methods import Dense
 
@@ -169,12 +170,14 @@ def main(argv: list[str] | None = None) -> None:
     for w in (0.7, 0.5):
         scores[f"divide K=2 +dense@{w}"] = [fuse_prior(base, d, w) for base, d in
                                             zip(scores["divide K=2"], scores["dense"], strict=True)]
+        passes[f"divide K=2 +dense@{w}"] = 2
 
     if args.dataset == "identical":
         # every derived row reads the copies as given (dedupe=False); the scorer as shipped reads each distinct
         # chunk once, which only a direct call shows
         shipped = QRScorer(model, heads=args.heads, device="cpu", num_threads=args.threads)
         scores[SHIPPED] = [shipped.score(it["query"], it["chunks"]) for it in items]
+        passes[SHIPPED] = shipped.config.orders
 
     if args.check:
         cfg = ("divide", 2, ("bm25", 0.5))
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
                       "last_nongold_top3": float(np.mean(last)) if last else None, "z_by_position": profile,
                       "z_by_each_position": per_position,
                       "identical_spread": float(np.mean(spreads)) if spreads else None,
-                      "passes": 2 if m == SHIPPED or "+dense@" in m else next((k for c in CONFIGS if config_name(c) == m for k in [c[1]]), 0)}
+                      "passes": passes.get(m, 0)}
         rows.append([m, *[mean[x] for x in metrics], results[m]["first_nongold_top3"], results[m]["last_nongold_top3"],
                      " ".join(f"{v:+.2f}" for v in profile), results[m]["identical_spread"], results[m]["passes"]])
     headers = ["method", *metrics, "non-gold first in top 3", "non-gold last in top 3",

@@ -20,6 +20,7 @@ import torch
 from .aggregate import HeadAttention, ranked, trimmed
 from .engine import ContextClosedError, HeadPlan
 from .pipeline import Norm, Pipeline, chunk_texts, release
+from .prompt import spread_copies
 from .results import RankedResults, TrimResult
 from .validate import check_positive, check_query
 
@@ -177,7 +178,7 @@ class PreparedContext:
             return []
         # under cross_window="tournament", rounds after the first run as plain calls (they depend on the query)
         found = self.pipeline.finish(self.head_attention(query), self.read, self.plan, self.layout)
-        return found if self._index is None else [found[i] for i in self._index]
+        return spread_copies(found, self._index)
 
     def rank(self, query: str, top_n: int | None = None) -> RankedResults:
         """The chunks best first for ``query``, as ``scorer.rank(query, chunks, top_n)``."""

@@ -38,7 +38,7 @@ from .engine import ForwardEngine, HeadPlan, PrefixCache, PreparedPrefix, shared
 from .layout import layout_orders
 from .models import LoadedModel
 from .prior import fuse_prior, prior_scores, shortlist_indices, spread_shortlist
-from .prompt import EncodedPrompt, as_list, distinct_chunks
+from .prompt import EncodedPrompt, as_list, distinct_chunks, spread_copies
 from .windows import Window, capacity, plan_coverings, query_room, reserve_tokens, schedule, window_cost, window_progress
 
 R = TypeVar("R")
@@ -261,6 +261,13 @@ class Pipeline:
 
         Under ``dedupe`` (the default) each distinct chunk once (:func:`~.prompt.distinct_chunks`) and the
         index of every input chunk's copy; otherwise, or when nothing repeats, the chunks and ``None``.
+
+        Example:
+            >>> from qr_integrations import QRScorer
+            >>> QRScorer().pipeline.read_chunks([(None, "a"), (None, "b"), (None, " a")])
+            ([(None, 'a'), (None, 'b')], [0, 1, 0])
+            >>> QRScorer(dedupe=False).pipeline.read_chunks([(None, "a"), (None, " a")])
+            ([(None, 'a'), (None, ' a')], None)
         """
         if self.config.dedupe:
             read, index = distinct_chunks(chunks)
@@ -279,8 +286,7 @@ class Pipeline:
         """
         read, index = self.read_chunks(chunks)
         if index is not None:
-            found = self.scores(query, read, heads, layout, show_progress)
-            return [found[i] for i in index]
+            return spread_copies(self.scores(query, read, heads, layout, show_progress), index)
         limit = self.config.shortlist
         if not limit or len(chunks) <= limit or len(self.coverings(chunks, self.room(query))[0]) <= 1:
             return self.finish(self.attention(query, chunks, heads, layout, show_progress), chunks, heads, layout,
@@ -306,7 +312,7 @@ class Pipeline:
         reads = [self.read_chunks(chunks) for chunks in chunk_lists]
         if any(index is not None for _, index in reads):
             found = self.score_batch(queries, [read for read, _ in reads], heads, layout, show_progress)
-            return [s if index is None else [s[i] for i in index] for s, (_, index) in zip(found, reads, strict=True)]
+            return [spread_copies(s, index) for s, (_, index) in zip(found, reads, strict=True)]
         groups: dict[tuple[Norm, ...], list[int]] = {}
         for i, chunks in enumerate(chunk_lists):
             groups.setdefault(tuple(chunks), []).append(i)

@@ -151,6 +151,17 @@ def distinct_chunks(chunks: Sequence[tuple[str | None, str]]) -> tuple[list[tupl
     return read, index
 
 
+def spread_copies(scores: Sequence[float], index: Sequence[int] | None) -> list[float]:
+    """Scores of the distinct chunks given back to every input chunk (``index`` from :func:`distinct_chunks`;
+    ``None``: nothing repeated, the scores as they are).
+
+    Example:
+        >>> spread_copies([0.9, 0.1], [0, 1, 0])
+        [0.9, 0.1, 0.9]
+    """
+    return list(scores) if index is None else [scores[i] for i in index]
+
+
 def chunk_block(index: int, title: str | None, text: str) -> str:
     """The ``[i] title\\ntext`` block for chunk ``index`` (0-based; printed 1-based)."""
     body = f"{title}\n{text}" if title else text

@@ -13,13 +13,14 @@ Two captures per question, both with the library's own calls and both cached und
 * a shortlist: the pool cut to a prior's best 20 paragraphs (``--shortlist-prior bm25|dense``, in pool
   order), read by ``scorer.head_attention`` with 2 orders: what ``shortlist=20`` reads.
 
-Settings reported: BM25, dense (all-MiniLM-L6-v2), QRHead's own scoring over the pool, the defaults over the
-pool, the pool with the dense prior, and each shortlist with ``divide``, 2 orders and its prior fused at
-QRHead weight 0.7 or 0.5. Recall@5/@10/@2 and paired randomization tests against BM25 and dense.
+Settings reported: BM25, dense (all-MiniLM-L6-v2), QRHead's own scoring over the pool, the earlier defaults
+(BM25 prior 0.7) over the pool, the pool with the dense prior, and each shortlist with ``divide``, 2 orders
+and its prior fused at QRHead weight 0.7 or 0.5 (the dense shortlist at 0.5 is the scorer's default). Recall@5/@10/@2 and paired randomization tests against BM25 and dense.
 
 ``--check`` compares one derived shortlist setting with ``QRScorer(...).score`` on the first question.
-``--records FILE`` writes each question's scores under QRHead's own scoring, the defaults, the dense
-shortlist (weight 0.5), BM25 and dense, for ``benchmarks.long_generate`` to trim by and answer from::
+``--records FILE`` writes each question's scores under QRHead's own scoring, the earlier defaults (key
+``defaults``: BM25 prior 0.7), the dense shortlist at weight 0.5 (key ``dense_shortlist``: today's defaults),
+BM25 and dense, for ``benchmarks.long_generate`` to trim by and answer from::
 
     .venv/bin/python -m benchmarks run position-long --split test --shortlist-prior dense --threads 1 \\
         --records benchmarks/.cache/position_long_test_records.jsonl
@@ -48,8 +49,13 @@ POOLS, POOL_SIZE, SHORTLIST = 3, 10, 20
 CAPTURE = {"orders": 2, "calibration": "subtract", "prior": "none", "layout": "input"}
 
 
+# the defaults of releases before the dense prior (divide, 2 orders, BM25 prior 0.7), read whole
+BM25_PRIOR = "BM25 prior 0.7, whole pool (the earlier defaults)"
+# the scorer's defaults now (divide, 2 orders, dense prior 0.5, shortlist 20), chosen on the dev split
+SHIPPED = f"dense prior, shortlist {SHORTLIST}, weight 0.5"
+
 # --records: the settings a trim-then-generate run compares, by the short names long_generate takes
-RECORDED = {"own": "QRHead's own scoring, whole pool", "defaults": "defaults (bm25 prior), whole pool",
+RECORDED = {"own": "QRHead's own scoring, whole pool", "defaults": BM25_PRIOR,
             "dense_shortlist": f"dense prior, shortlist {SHORTLIST}, weight 0.5", "bm25": "BM25", "dense": "dense",
             "bm25_half": "divide K=2 +bm25@0.5"}
 
@@ -124,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             add("dense", key, dense)
             add("QRHead's own scoring, whole pool", key, view(att, "subtract", 2))
             divided = view(att, "divide")
-            add("defaults (bm25 prior), whole pool", key, weighted_fusion(divided, bm25, 0.7))
+            add(BM25_PRIOR, key, weighted_fusion(divided, bm25, 0.7))
             add("dense prior, whole pool", key, weighted_fusion(divided, dense, 0.7))
             # the candidate settings of position_bias (calibration x orders x BM25 prior), over the whole pool
             per_order = len(att.layouts) // CAPTURE["orders"]  # the coverings of one order
@@ -154,9 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.check and priors:
         pool, prior = pools[0], priors[0]
         _, q, _ = pool.questions[0]
-        direct = QRScorer(H.resolve_model(args.model), heads=args.heads, device="cpu", num_threads=args.threads,
-                          prior=prior, shortlist=SHORTLIST).score(q, pool.chunks)
-        derived = scores[f"{prior} prior, shortlist {SHORTLIST}, weight 0.7"][f"{pool.name}-{pool.questions[0][0]}"]
+        own = QRScorer(H.resolve_model(args.model), heads=args.heads, device="cpu", num_threads=args.threads,
+                       prior=prior, shortlist=SHORTLIST)  # the other settings at their defaults (weight 0.5)
+        direct = own.score(q, pool.chunks)
+        derived = scores[f"{prior} prior, shortlist {SHORTLIST}, weight {own.config.prior_weight}"][
+            f"{pool.name}-{pool.questions[0][0]}"]
         gap = max(abs(a - b) for a, b in zip(direct, derived, strict=True))
         print(f"derived vs QRScorer(prior={prior!r}, shortlist={SHORTLIST}).score: max |diff| {gap:.2e}")
         assert gap < 1e-4, "derived scores differ from the scorer's own"

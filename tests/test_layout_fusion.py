@@ -187,7 +187,7 @@ def test_an_adapter_uses_the_scorer_it_is_given() -> None:
     assert QRHeadDocumentCompressor.from_config(comp.scorer_config).scorer_options == {"max_context_tokens": 2048}
     # a scorer at the library's defaults keeps its position corrections through the adapter's config
     corrected = QRHeadDocumentCompressor(scorer=QRScorer(heads="all", device="cpu"))
-    assert corrected.scorer_options == {"calibration": "divide", "orders": 2, "prior": "bm25"}
+    assert corrected.scorer_options == {"calibration": "divide", "orders": 2, "prior": "dense"}
     assert QRHeadDocumentCompressor.from_config(corrected.scorer_config).scorer_config == corrected.scorer.config
     with pytest.raises(TypeError, match="either scorer="):
         QRHeadDocumentCompressor(scorer=given, heads="3-1")

@@ -166,10 +166,19 @@ def test_a_shortlist_reads_only_the_priors_best_chunks_past_one_window(corrected
     # an input that fits one window, or has no more chunks than the shortlist, is read whole
     assert QRScorer(config=corrected.config.replace(shortlist=2)).score(query, CHUNKS) == corrected.score(query, CHUNKS)
     assert short.score(query, CHUNKS[:2]) == QRScorer(config=windowed).score(query, CHUNKS[:2])
-    with pytest.raises(ValueError, match="shortlist=None"):
-        short.context(CHUNKS)
-    with pytest.raises(ConfigError, match="set prior"):
-        ScorerConfig(shortlist=5, prior="none")
+    # a prepared context cannot shortlist ahead of the question: it prepares nothing and equals plain calls
+    with short.context(CHUNKS) as ctx:
+        assert ctx.shortlisted and ctx.num_windows == 0 and "shortlisted per question" in repr(ctx)
+        assert ctx.score(query) == got
+        assert ctx.trim(query, top_n=2).indices == short.trim(query, CHUNKS, top_n=2).indices
+    with short.context(CHUNKS[:2]) as ctx:  # no more chunks than the shortlist keeps: prepared as usual
+        assert not ctx.shortlisted and ctx.num_windows > 0
+        assert close(ctx.score(QUERY), short.score(QUERY, CHUNKS[:2]))
+    # without a prior there is nothing to shortlist by: the setting is ignored, not an error
+    raw = ScorerConfig(shortlist=2, prior="none")
+    assert raw.effective_shortlist is None
+    assert QRScorer(config=windowed.replace(shortlist=2, prior="none")).score(query, CHUNKS) == \
+        QRScorer(config=windowed.replace(shortlist=None, prior="none")).score(query, CHUNKS)
 
 
 def test_the_dense_prior_applies_to_plain_calls_and_contexts_alike(corrected: QRScorer) -> None:

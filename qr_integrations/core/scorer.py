@@ -166,7 +166,7 @@ class QRScorer:
         ``chunks``: strings, ``(title, text)`` pairs, or mappings with ``"text"`` (and ``"title"``).
         ``layout``: ``"input"``, ``"reversed"`` (first chunk next to the query: for best-first retriever
         output) or ``"both"`` (two passes averaged); ``None`` takes the config's. Returns plain floats
-        (in [0, 1] under ``prior="bm25"``, the default). Copies of one chunk share one score (``dedupe``).
+        (in [0, 1] under a prior: ``prior="dense"``, the default). Copies of one chunk share one score (``dedupe``).
         ``ValueError``: empty query; ``TypeError``: a bad chunk (its index named).
 
         Example:

@@ -7,6 +7,7 @@ from typing import Any
 from .config import ScorerConfig
 from .heads import HeadSet, default_head_set_for
 from .models import DeviceError, locate_model, model_shape, resolve_device, resolve_dtype
+from .prior import check_dense_prior
 
 
 def check_query(query: Any) -> str:
@@ -48,7 +49,8 @@ def check_config(config: ScorerConfig, heads: HeadSet | None = None) -> tuple[in
     embedded package: :class:`ModelLoadError`), the device (``"gpu"``, ``"cuda"`` on a CPU-only torch:
     :class:`~qr_integrations.core.models.DeviceError`), the dtype (``ValueError``), and the head set
     against the model's shape when that is known without loading (the embedded model, a local folder, a
-    hub id in the local cache: :class:`HeadSetError`). Returns that shape, or ``None``.
+    hub id in the local cache: :class:`HeadSetError`), and what ``prior="dense"`` needs (sentence-transformers
+    and, for the embedded encoder, its package: ``ModuleNotFoundError``). Returns that shape, or ``None``.
 
     Example:
         >>> check_config(ScorerConfig(heads="3-1"))
@@ -65,6 +67,8 @@ def check_config(config: ScorerConfig, heads: HeadSet | None = None) -> tuple[in
             f"quantize={config.quantize!r} (dynamic int8 linear layers) runs on the CPU only, but the device is "
             f"{device}; use device='cpu' or drop quantize (on an accelerator, use dtype='bfloat16' instead)"
         )
+    if config.prior == "dense":
+        check_dense_prior(config.prior_model)
     shape = model_shape(config.model)
     if shape is not None:
         head_set = heads if heads is not None else config.head_set()

@@ -149,6 +149,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shipped", action="store_true",
                    help="no capture: only QRScorer() at its defaults, called as a user calls it, beside BM25 and dense "
                         "(cheaper: the defaults' passes only, so more queries fit)")
+    p.add_argument("--reverse", action="store_true",
+                   help="with --shipped: score the items last first (a second process can share the cache)")
+    p.add_argument("--cached-only", action="store_true",
+                   help="with --shipped: score nothing, report the items already in the cache (in --limit's range)")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
     items = DATASETS[args.dataset](H.resolve_data_dir(args.data_dir), args.split)
@@ -157,8 +161,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.shipped:
         shipped_main(args, items, model)
         return
+    # prior="none": the prior, its weight and the shortlist change nothing in a capture; they are pinned to the
+    # values the cached captures were keyed with (before the dense prior became the default)
     scorer = QRScorer(model, heads=args.heads, device="cpu", num_threads=args.threads, orders=CAPTURED_ORDERS,
-                      calibration="subtract", prior="none", layout="input")
+                      calibration="subtract", prior="none", layout="input", prior_weight=0.7, shortlist=None)
     cache = H.CACHE_DIR / "position" / H.model_tag(args.model)
     atts = [capture(scorer, it, cache) for it in H.progress(items, desc=f"capturing {args.dataset}",
                                                              disable=args.no_progress)]
@@ -260,14 +266,17 @@ def shipped_main(args: Any, items: list[dict[str, Any]], model: str) -> None:
             if row["settings"] == settings_key:
                 done[row["key"]] = row["scores"]
     cache.parent.mkdir(parents=True, exist_ok=True)
-    own = []
-    for it in H.progress(items, desc=f"QRScorer() on {args.dataset}", disable=args.no_progress):
+    if args.cached_only:  # which items are in the cache depends on the order they were scored in, not on results
+        items = [it for it in items if capture_key(it, shipped.config) in done]
+    todo = items[::-1] if args.reverse else items
+    for it in H.progress(todo, desc=f"QRScorer() on {args.dataset}", disable=args.no_progress):
         key = capture_key(it, shipped.config)
         if key not in done:
             done[key] = shipped.score(it["query"], it["chunks"])
             with cache.open("a") as f:
                 f.write(json.dumps({"key": key, "settings": settings_key, "scores": done[key]}) + "\n")
-        own.append(done[key])
+    own = [done[capture_key(it, shipped.config)] for it in items]
+    texts = [[f"{t}\n{x}" if t else x for t, x in it["chunks"]] for it in items]
     scores: dict[str, list[list[float]]] = {
         SHIPPED: own,
         "BM25": [bm25_scores(it["query"], tx) for it, tx in zip(items, texts, strict=True)],

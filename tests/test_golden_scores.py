@@ -61,6 +61,8 @@ def golden_cases() -> dict[str, Any]:
         out[f"windows/{strategy}"] = small.score(QUERY, CHUNKS)
     small_default = QRScorer(device="cpu", max_context_tokens=160)
     out["windows/defaults"] = small_default.score(QUERY, CHUNKS)
+    # the default two-stage path (the dense prior's best chunks, then QRHead), with a shortlist this input exceeds
+    out["windows/shortlist"] = QRScorer(device="cpu", max_context_tokens=160, shortlist=4).score(QUERY, CHUNKS)
     cached = QRScorer(device="cpu", prefix_cache_mb=64, **QRHEAD_SCORING)
     out["prefix_cache/first"] = cached.score(QUERY, CHUNKS)
     out["prefix_cache/second"] = cached.score(QUERY, CHUNKS)

@@ -47,7 +47,6 @@ SPLITS = H.HOTPOT_SPLITS
 CONFIGS = [(cal, k, prior) for cal in ("subtract", "divide") for k in (1, 2, 4)
            for prior in (("none", 1.0), ("bm25", 0.7), ("bm25", 0.5))]
 BASELINE = ("subtract", 1, ("none", 1.0))  # QRHead's own scoring: the scorer's defaults before this benchmark
-EARLIER = ("divide", 2, ("bm25", 0.7))  # the defaults of releases before the dense prior
 DEFAULT_ROW = "divide K=2 +dense@0.5"  # the scorer's defaults (chosen on the dev splits, position-choose)
 
 
@@ -263,7 +262,6 @@ def shipped_main(args: Any, items: list[dict[str, Any]], model: str) -> None:
     from benchmarks.methods import Dense
 
     shipped = QRScorer(model, heads=args.heads, device="cpu", num_threads=args.threads)
-    texts = [[f"{t}\n{x}" if t else x for t, x in it["chunks"]] for it in items]
     # one line per scored item, keyed by the scorer's settings, so a longer --limit only scores the new items
     cache = H.CACHE_DIR / "position" / H.model_tag(args.model) / f"shipped_{args.dataset}.jsonl"
     settings_key = json.dumps(dataclasses.asdict(shipped.config), sort_keys=True, default=str)

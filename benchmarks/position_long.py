@@ -56,7 +56,7 @@ SHIPPED = f"dense prior, shortlist {SHORTLIST}, weight 0.5"
 
 # --records: the settings a trim-then-generate run compares, by the short names long_generate takes
 RECORDED = {"own": "QRHead's own scoring, whole pool", "defaults": BM25_PRIOR,
-            "dense_shortlist": f"dense prior, shortlist {SHORTLIST}, weight 0.5", "bm25": "BM25", "dense": "dense",
+            "dense_shortlist": SHIPPED, "bm25": "BM25", "dense": "dense",
             "bm25_half": "divide K=2 +bm25@0.5"}
 
 

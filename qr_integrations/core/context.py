@@ -159,10 +159,7 @@ class PreparedContext:
         query = check_query(query)
         span = self.pipeline.loaded.builder.query_span_ids(query)
         with self._lock:
-            if self._closed:
-                raise ContextClosedError(
-                    "this prepared context was closed; prepare a new one with scorer.context(chunks)"
-                )
+            self._check_open()
             if self.shortlisted:
                 return self.pipeline.attention(query, self.read, self.plan, self.layout, self._show_progress)
             if len(span) > self._room:
@@ -172,6 +169,10 @@ class PreparedContext:
                     "scorer.context(chunks, query_tokens=...) or call scorer.score(query, chunks)"
                 )
             return self.pipeline.ask(query, self._windows, self._plan)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ContextClosedError("this prepared context was closed; prepare a new one with scorer.context(chunks)")
 
     def score(self, query: str) -> list[float]:
         """One score per chunk, as ``scorer.score(query, chunks)`` gives them.
@@ -188,10 +189,7 @@ class PreparedContext:
             return []
         if self.shortlisted:
             with self._lock:
-                if self._closed:
-                    raise ContextClosedError(
-                        "this prepared context was closed; prepare a new one with scorer.context(chunks)"
-                    )
+                self._check_open()
             return self.pipeline.scores(check_query(query), self.chunks, self.plan, self.layout, self._show_progress)
         # under cross_window="tournament", rounds after the first run as plain calls (they depend on the query)
         found = self.pipeline.finish(self.head_attention(query), self.read, self.plan, self.layout)

@@ -41,6 +41,7 @@ import torch
 from benchmarks import harness as H
 from qr_integrations import QRScorer
 from qr_integrations.core.prior import bm25_scores, fuse_prior, with_prior
+from qr_integrations.core.prompt import normalize_chunks
 
 CAPTURED_ORDERS = 4
 SPLITS = H.HOTPOT_SPLITS
@@ -60,7 +61,7 @@ def config_name(cfg: tuple[str, int, tuple[str, float]]) -> str:
 
 # ScorerConfig options added after the captures under benchmarks/.cache/position/ were made: at these values
 # they change nothing, so they stay out of the cache key and the captures keep their names
-LATER_OPTIONS = {"prior_model": None, "shortlist": None, "dedupe": True}
+LATER_OPTIONS = {"prior_model": None, "shortlist": None, "shortlist_window": False, "dedupe": True}
 
 
 def capture_key(item: dict[str, Any], config: Any) -> str:
@@ -157,9 +158,19 @@ def main(argv: list[str] | None = None) -> None:
                    help="with --shipped: score the items last first (a second process can share the cache)")
     p.add_argument("--cached-only", action="store_true",
                    help="with --shipped: score nothing, report the items already in the cache (in --limit's range)")
+    p.add_argument("--skip", type=int, default=0,
+                   help="leave out the split's first K items (then --limit counts from there): a report on items "
+                        "added to a split after its first figures")
+    p.add_argument("--windows", choices=["any", "one", "several"], default="any",
+                   help="with --shipped: only the items (of --limit's range) that fit one window at the defaults, or "
+                        "only those that need several (the only ones a choice about inputs past one window changes)")
+    p.add_argument("--also", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="with --shipped: one more scorer, the defaults with these settings changed (JSON values or "
+                        "None), scored and tested beside them, e.g. --also shortlist=None (read every window)")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
     items = DATASETS[args.dataset](H.resolve_data_dir(args.data_dir), args.split)
+    items = items[args.skip:]
     items = items[: args.limit] if args.limit else items
     model = H.resolve_model(args.model)
     if args.shipped:
@@ -257,36 +268,88 @@ def main(argv: list[str] | None = None) -> None:
     print(table + line)
 
 
+def reading(scorer: QRScorer, item: dict[str, Any]) -> str:
+    """What QRHead reads of ``item`` under ``scorer``'s settings: ``"whole"``, or the shortlist it cuts to."""
+    pipe = scorer.pipeline
+    read, _ = pipe.read_chunks(normalize_chunks(item["chunks"]))
+    if not pipe.shortlists(read, pipe.room(item["query"])):
+        return "whole"
+    prior = pipe.prior(item["query"], read)
+    assert prior is not None
+    return "keep=" + ",".join(map(str, pipe.shortlist(item["query"], read, prior)))
+
+
+def shipped_key(scorer: QRScorer, item: dict[str, Any]) -> str:
+    """The ``--shipped`` cache key: the item, the settings but the shortlist's, and what QRHead reads of it
+    (:func:`reading`). Settings that read an item the same way share its scores."""
+    return capture_key(item, scorer.config.replace(shortlist=None, shortlist_window=False)) + ":" + reading(scorer, item)
+
+
+def parse_settings(text: str) -> dict[str, Any]:
+    """``KEY=VALUE[,KEY=VALUE]`` as scorer keywords (VALUE as JSON; ``None`` also reads as null).
+
+    Example:
+        >>> parse_settings("shortlist=None,prior_weight=0.7")
+        {'shortlist': None, 'prior_weight': 0.7}
+    """
+    out: dict[str, Any] = {}
+    for pair in filter(None, text.split(",")):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--also takes KEY=VALUE[,KEY=VALUE], got {pair!r} (e.g. --also shortlist=None)")
+        out[key.strip()] = None if value.strip() in ("None", "null") else json.loads(value)
+    return out
+
+
+def cached_scores(scorer: QRScorer, items: list[dict[str, Any]], cache: Path, args: Any, label: str) -> list[list[float] | None]:
+    """``scorer``'s scores of ``items`` (``None`` where ``--cached-only`` finds none), one cache line per item,
+    keyed by :func:`shipped_key`, so a longer ``--limit`` scores only new items."""
+    settings_key = json.dumps(dataclasses.asdict(scorer.config.replace(shortlist=None, shortlist_window=False)), sort_keys=True, default=str)
+    done: dict[str, list[float]] = {}
+
+    def load() -> None:  # read again before each item: a second process (--reverse) may have scored it
+        if cache.is_file():
+            for line in cache.read_text().splitlines():
+                row = json.loads(line)
+                if row["settings"] == settings_key:
+                    done[row["key"]] = row["scores"]
+
+    load()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    keys = [shipped_key(scorer, it) for it in items]
+    todo = [i for i, k in enumerate(keys) if k not in done and not args.cached_only]
+    for i in H.progress(todo[::-1] if args.reverse else todo, desc=label, disable=args.no_progress):
+        load()
+        if keys[i] not in done:
+            done[keys[i]] = scorer.score(items[i]["query"], items[i]["chunks"])
+            with cache.open("a") as f:
+                f.write(json.dumps({"key": keys[i], "settings": settings_key, "scores": done[keys[i]]}) + "\n")
+    load()
+    return [done.get(k) for k in keys]
+
+
 def shipped_main(args: Any, items: list[dict[str, Any]], model: str) -> None:
-    """``--shipped``: the scorer as shipped (``QRScorer()``'s defaults), BM25 and dense, with paired tests."""
+    """``--shipped``: the scorer as shipped (``QRScorer()``'s defaults), any ``--also`` variants, BM25 and dense,
+    with paired tests of the defaults against each."""
     from benchmarks.methods import Dense
 
-    shipped = QRScorer(model, heads=args.heads, device="cpu", num_threads=args.threads)
-    # one line per scored item, keyed by the scorer's settings, so a longer --limit only scores the new items
+    common = {"heads": args.heads, "device": "cpu", "num_threads": args.threads}
+    scorers = {SHIPPED: QRScorer(model, **common)}
+    if args.windows != "any":
+        pipe = scorers[SHIPPED].pipeline
+        several = [len(pipe.coverings(normalize_chunks(it["chunks"]), pipe.room(it["query"]))[0]) > 1 for it in items]
+        items = [it for it, s in zip(items, several, strict=True) if s == (args.windows == "several")]
+    for text in args.also:
+        changed = parse_settings(text)
+        scorers["QRScorer(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"] = QRScorer(model, **common, **changed)
     cache = H.CACHE_DIR / "position" / H.model_tag(args.model) / f"shipped_{args.dataset}.jsonl"
-    settings_key = json.dumps(dataclasses.asdict(shipped.config), sort_keys=True, default=str)
-    done: dict[str, list[float]] = {}
-    if cache.is_file():
-        for line in cache.read_text().splitlines():
-            row = json.loads(line)
-            if row["settings"] == settings_key:
-                done[row["key"]] = row["scores"]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    if args.cached_only:  # which items are in the cache depends on the order they were scored in, not on results
-        items = [it for it in items if capture_key(it, shipped.config) in done]
-    todo = items[::-1] if args.reverse else items
-    for it in H.progress(todo, desc=f"QRScorer() on {args.dataset}", disable=args.no_progress):
-        key = capture_key(it, shipped.config)
-        if key not in done:
-            done[key] = shipped.score(it["query"], it["chunks"])
-            with cache.open("a") as f:
-                f.write(json.dumps({"key": key, "settings": settings_key, "scores": done[key]}) + "\n")
-    own = [done[capture_key(it, shipped.config)] for it in items]
+    found = {label: cached_scores(sc, items, cache, args, label) for label, sc in scorers.items()}
+    # --cached-only: the items every scorer has scored (which those are depends on the order they were scored in)
+    have = [i for i in range(len(items)) if all(f[i] is not None for f in found.values())]
+    items = [items[i] for i in have]
     texts = [[f"{t}\n{x}" if t else x for t, x in it["chunks"]] for it in items]
-    scores: dict[str, list[list[float]]] = {
-        SHIPPED: own,
-        "BM25": [bm25_scores(it["query"], tx) for it, tx in zip(items, texts, strict=True)],
-    }
+    scores: dict[str, list[list[float]]] = {label: [f[i] for i in have] for label, f in found.items()}  # type: ignore[misc]
+    scores["BM25"] = [bm25_scores(it["query"], tx) for it, tx in zip(items, texts, strict=True)]
     dense = Dense()
     scores["dense"] = [dense.scores(it["query"], tx) for it, tx in zip(items, texts, strict=True)]
     qrels = {it["qid"]: {str(i): int(g) for i, g in enumerate(it["gold"]) if g} for it in items}
@@ -301,10 +364,10 @@ def shipped_main(args: Any, items: list[dict[str, Any]], model: str) -> None:
         results[m] = {**mean, "last_nongold_top3": float(np.mean(last)) if last else None}
         rows.append([m, *[mean[x] for x in metrics], results[m]["last_nongold_top3"]])
     tests = H.paired_tests(qrels, runs, SHIPPED, metrics[0])
-    settings = {k: v for k, v in dataclasses.asdict(shipped.config).items() if k in (
+    settings = {k: v for k, v in dataclasses.asdict(scorers[SHIPPED].config).items() if k in (
         "calibration", "orders", "prior", "prior_weight", "shortlist", "dedupe")}
     split = args.split if args.dataset in ("hotpot", "hotpot_line", "scifact") else "all"
-    name = f"position_{args.dataset}_{split}_{H.model_tag(args.model)}_shipped"
+    name = args.out or f"position_{args.dataset}_{split}_{H.model_tag(args.model)}_shipped"
     table = H.markdown_table(["method", *metrics, "non-gold last in top 3"], rows)
     line = (f"\n\nDefaults: {settings}. Paired tests on {metrics[0]}: "
             + "; ".join(f"vs {o} {t['mean_diff']:+.3f} ({H.format_p(t['p'])}, wins/ties/losses "

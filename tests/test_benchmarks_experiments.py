@@ -138,3 +138,44 @@ def test_tiny_position_run_writes_a_record_and_rereports_from_its_cache(tmp_path
     monkeypatch.setattr(QRScorer, "head_attention", no_capture)
     assert main(["run", "position-identical", *args]) == 0
     assert (tmp_path / "results" / "position_identical_all_smollm2.md").read_text() == table
+
+
+def test_shipped_position_run_shares_scores_between_settings_that_read_alike(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--shipped --also``: the defaults and a variant are scored, tested and recorded side by side; where the
+    variant reads an input exactly as the defaults do (``shortlist=None`` on inputs of one window), its scores
+    are the cached ones, and ``--cached-only`` scores nothing."""
+    from benchmarks import position_bias as P
+    from qr_integrations import QRScorer
+
+    facts = ["Bananas are rich in potassium.", "Paris is the capital of France.", "Cats purr when content.",
+             "Saturn has rings.", "Copper conducts electricity."]
+
+    def items(data_dir: Path, split: str) -> list[dict]:
+        return [{"qid": f"s{g}", "query": q, "chunks": [("", f) for f in facts], "gold": [int(i == g) for i in range(5)]}
+                for q, g in (("Which fruit has potassium?", 0), ("Which planet has rings?", 3))]
+
+    monkeypatch.setitem(P.DATASETS, "identical", items)
+    monkeypatch.setattr(H, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(H, "RESULTS_DIR", tmp_path / "results")
+    calls: list[int] = []
+    score = QRScorer.score
+
+    def counted(self: QRScorer, *a: object, **k: object) -> list[float]:
+        calls.append(1)
+        return score(self, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(QRScorer, "score", counted)
+    args = ["--threads", "1", "--no-progress", "--data-dir", str(tmp_path), "--shipped", "--also", "shortlist=None",
+            "--out", "shipped_demo"]
+    assert main(["run", "position-identical", *args]) == 0
+    assert len(calls) == 2  # two items; the variant reads both as the defaults do
+    rec = json.loads((tmp_path / "results" / "shipped_demo.json").read_text())
+    assert rec["n"] == 2 and rec["results"][P.SHIPPED] == rec["results"]["QRScorer(shortlist=None)"]
+    assert set(rec["tests"]) == {"QRScorer(shortlist=None)", "BM25", "dense"}
+    lines = (tmp_path / "cache" / "position" / "smollm2" / "shipped_identical.jsonl").read_text().splitlines()
+    assert [json.loads(x)["key"].endswith(":whole") for x in lines] == [True, True]
+    assert main(["run", "position-identical", *args, "--cached-only"]) == 0 and len(calls) == 2
+    assert P.parse_settings("shortlist=None,prior_weight=0.7") == {"shortlist": None, "prior_weight": 0.7}
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        P.parse_settings("shortlist")

@@ -181,6 +181,40 @@ def test_a_shortlist_reads_only_the_priors_best_chunks_past_one_window(corrected
         QRScorer(config=windowed.replace(shortlist=None, prior="none")).score(query, CHUNKS)
 
 
+def test_shortlist_window_keeps_only_what_fits_one_window(corrected: QRScorer) -> None:
+    """Fewer chunks than ``shortlist`` can still need several windows (long abstracts). By default they are
+    read whole; under ``shortlist_window`` the prior's best chunks that fit one window are kept. Three
+    128-token windows hold these five chunks; one holds the best two."""
+    windowed = corrected.config.replace(max_context_tokens=128)
+    scorer = QRScorer(config=windowed.replace(shortlist_window=True))  # shortlist=20, more than the five chunks
+    pipe = scorer.pipeline
+    query = "Which fruit has potassium, and where is the Eiffel Tower?"
+    chunks = [(None, c) for c in CHUNKS]
+    room = pipe.room(query)
+    assert len(pipe.coverings(chunks, room)[0]) == 3 and pipe.shortlists(chunks, room)
+    bm25 = bm25_scores(query, CHUNKS)
+    best = sorted(range(len(CHUNKS)), key=lambda i: (-bm25[i], i))
+    keep = pipe.shortlist(query, chunks, bm25)
+    assert keep == sorted(best[: len(keep)]) and len(keep) == 2
+    assert len(pipe.coverings([chunks[i] for i in keep], room)[0]) == 1
+    assert len(pipe.coverings([chunks[i] for i in sorted(best[:3])], room)[0]) > 1  # one more would not fit
+    own = QRScorer(config=windowed.replace(prior="none")).score(query, [CHUNKS[i] for i in keep])
+    full = [min(own)] * len(CHUNKS)
+    for i, x in zip(keep, own, strict=True):
+        full[i] = x
+    got = scorer.score(query, CHUNKS)
+    assert got == weighted_fusion(full, bm25, windowed.prior_weight)
+    with scorer.context(CHUNKS) as ctx:
+        assert ctx.shortlisted and ctx.score(query) == got
+    # by default (shortlist by count only) five chunks are read whole, in every window
+    whole = QRScorer(config=windowed)
+    assert not whole.pipeline.shortlists(chunks, room) and whole.score(query, CHUNKS) != got
+    with whole.context(CHUNKS) as ctx:
+        assert not ctx.shortlisted and ctx.num_windows > 1
+    with pytest.raises(ConfigError, match="shortlist_window"):
+        ScorerConfig(shortlist_window="yes")  # type: ignore[arg-type]
+
+
 def test_the_dense_prior_applies_to_plain_calls_and_contexts_alike(corrected: QRScorer) -> None:
     dense = QRScorer(config=corrected.config.replace(prior="dense"))
     plain = dense.score(QUERY, CHUNKS)

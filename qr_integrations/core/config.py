@@ -173,6 +173,10 @@ class ScorerConfig:
             for long inputs: one window instead of many; an input that fits one window is read whole).
             Ignored under ``prior="none"``. A prepared context cannot shortlist before it knows the
             question, so over such an input it prepares nothing and scores each question as a plain call.
+        shortlist_window: also keep the shortlist to what fits one window: any input past one window is cut
+            to the prior's best chunks that fit one window (at most ``shortlist``), even one of N chunks or
+            fewer (a few long documents). One window's passes instead of several; on the dev split of
+            SciFact's long inputs it cost nDCG@10 (docs/position.md), so it is off by default.
         dedupe: read each distinct chunk once and give its copies the same score (chunks equal once
             whitespace is collapsed, title included). A causal model reads a repeated text as already seen,
             so without it copies written at different places score far apart (docs/position.md). Off, the
@@ -206,6 +210,7 @@ class ScorerConfig:
     prior_weight: float = 0.5
     prior_model: str | None = None
     shortlist: int | None = 20
+    shortlist_window: bool = False
     dedupe: bool = True
 
     def __post_init__(self) -> None:
@@ -248,6 +253,8 @@ class ScorerConfig:
              "prior_model", "expected null (the embedded all-MiniLM-L6-v2) or a sentence-transformers folder or id")
         need(self.shortlist is None or (type(self.shortlist) is int and self.shortlist >= 1), "shortlist",
              "expected null (QRHead reads every chunk) or a number of chunks >= 1")
+        need(isinstance(self.shortlist_window, bool), "shortlist_window",
+             "expected false (shortlist by count) or true (and to what fits one window)")
         need(isinstance(self.dedupe, bool), "dedupe", "expected true (score each distinct chunk once) or false")
         if self.heads is not None and not isinstance(self.heads, HeadSet):
             try:

@@ -37,7 +37,7 @@ from .config import ScorerConfig
 from .engine import ForwardEngine, HeadPlan, PrefixCache, PreparedPrefix, shared_length, torch_threads
 from .layout import layout_orders
 from .models import LoadedModel
-from .prior import fuse_prior, prior_scores, shortlist_indices, spread_shortlist
+from .prior import fuse_prior, prior_scores, spread_shortlist
 from .prompt import EncodedPrompt, as_list, distinct_chunks, spread_copies
 from .windows import Window, capacity, plan_coverings, query_room, reserve_tokens, schedule, window_cost, window_progress
 
@@ -277,7 +277,8 @@ class Pipeline:
 
     def shortlists(self, chunks: Sequence[Norm], room: int) -> bool:
         """Whether a plain call cuts ``chunks`` to a shortlist: ``shortlist`` is in effect (a prior is set),
-        there are more chunks than it keeps, and they need more than one window with ``room`` query tokens.
+        there are more chunks than it keeps (or, under ``shortlist_window``, more than one), and they need
+        more than one window with ``room`` query tokens.
 
         Example:
             >>> from qr_integrations import QRScorer
@@ -286,7 +287,36 @@ class Pipeline:
             (False, 20)
         """
         limit = self.config.effective_shortlist
-        return bool(limit) and len(chunks) > (limit or 0) and len(self.coverings(chunks, room)[0]) > 1
+        fewest = 1 if self.config.shortlist_window else (limit or 0)
+        return bool(limit) and len(chunks) > fewest and len(self.coverings(chunks, room)[0]) > 1
+
+    def shortlist(self, query: str, chunks: Sequence[Norm], prior: Sequence[float]) -> list[int]:
+        """The input indices (in input order) of the chunks QRHead reads when :meth:`shortlists` says to
+        cut: the ``prior``'s best ``shortlist`` chunks; under ``shortlist_window`` only as many of them as
+        fit one window with ``query`` (at least one).
+
+        Example:
+            >>> from qr_integrations import QRScorer
+            >>> pipe = QRScorer(max_context_tokens=512, shortlist_window=True).pipeline
+            >>> chunks = [(None, f"Paragraph {i}: " + "word " * 60) for i in range(12)]
+            >>> keep = pipe.shortlist("Which paragraph?", chunks, [float(i) for i in range(12)])
+            >>> keep == sorted(keep) and keep[-1] == 11 and 1 <= len(keep) < 12
+            True
+        """
+        limit = self.config.effective_shortlist or len(chunks)
+        ranked = sorted(range(len(prior)), key=lambda i: (-prior[i], i))[:limit]
+        if not self.config.shortlist_window:
+            return sorted(ranked)
+        room = self.room(query)
+
+        def fits(k: int) -> bool:  # one window holds the best k (tokens only grow with k: a binary search)
+            return len(self.coverings([chunks[i] for i in sorted(ranked[:k])], room)[0]) == 1
+
+        lo, hi = 1, len(ranked)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        return sorted(ranked[:lo])
 
     def scores(self, query: str, chunks: Sequence[Norm], heads: HeadPlan, layout: str,
                show_progress: bool | None = None) -> list[float]:
@@ -294,8 +324,9 @@ class Pipeline:
 
         Repeated chunks are read once under ``dedupe`` (:meth:`read_chunks`) and every copy gets their score.
         Under ``shortlist=N`` an input past one window with more than N chunks is first cut to the prior's
-        best N (kept in input order), QRHead reads only those, and the rest score as if QRHead gave them its
-        lowest score: the prior's order below every shortlisted chunk.
+        best N (:meth:`shortlist`, kept in input order; under ``shortlist_window`` only those that fit one
+        window); QRHead reads only those, and the rest score as if QRHead gave them its lowest score: the
+        prior's order below every shortlisted chunk.
         """
         read, index = self.read_chunks(chunks)
         if index is not None:
@@ -304,9 +335,8 @@ class Pipeline:
             return self.finish(self.attention(query, chunks, heads, layout, show_progress), chunks, heads, layout,
                                show_progress) if chunks else []
         prior = self.prior(query, chunks)
-        limit = self.config.effective_shortlist
-        assert prior is not None and limit is not None  # an effective shortlist implies a prior
-        keep = shortlist_indices(prior, limit)
+        assert prior is not None  # an effective shortlist implies a prior
+        keep = self.shortlist(query, chunks, prior)
         sub = [chunks[i] for i in keep]
         found = self._qrhead(self.attention(query, sub, heads, layout, show_progress), sub, heads, layout,
                              show_progress)

@@ -359,16 +359,18 @@ def shipped_main(args: Any, items: list[dict[str, Any]], model: str) -> None:
     results, rows = {}, []
     for m in scores:
         mean, _ = H.evaluate(qrels, runs[m], metrics)
-        last = [x for _, x in (edge_in_top3(s, it["gold"]) for s, it in zip(scores[m], items, strict=True))
-                if x is not None]
-        results[m] = {**mean, "last_nongold_top3": float(np.mean(last)) if last else None}
-        rows.append([m, *[mean[x] for x in metrics], results[m]["last_nongold_top3"]])
+        edges = [edge_in_top3(s, it["gold"]) for s, it in zip(scores[m], items, strict=True)]
+        first = [f for f, _ in edges if f is not None]
+        last = [x for _, x in edges if x is not None]
+        results[m] = {**mean, "first_nongold_top3": float(np.mean(first)) if first else None,
+                      "last_nongold_top3": float(np.mean(last)) if last else None}
+        rows.append([m, *[mean[x] for x in metrics], results[m]["first_nongold_top3"], results[m]["last_nongold_top3"]])
     tests = H.paired_tests(qrels, runs, SHIPPED, metrics[0])
     settings = {k: v for k, v in dataclasses.asdict(scorers[SHIPPED].config).items() if k in (
         "calibration", "orders", "prior", "prior_weight", "shortlist", "dedupe")}
     split = args.split if args.dataset in ("hotpot", "hotpot_line", "scifact") else "all"
     name = args.out or f"position_{args.dataset}_{split}_{H.model_tag(args.model)}_shipped"
-    table = H.markdown_table(["method", *metrics, "non-gold last in top 3"], rows)
+    table = H.markdown_table(["method", *metrics, "non-gold first in top 3", "non-gold last in top 3"], rows)
     line = (f"\n\nDefaults: {settings}. Paired tests on {metrics[0]}: "
             + "; ".join(f"vs {o} {t['mean_diff']:+.3f} ({H.format_p(t['p'])}, wins/ties/losses "
                         + "/".join(map(str, t["wins_ties_losses"])) + ")" for o, t in tests.items()))

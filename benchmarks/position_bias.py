@@ -158,9 +158,6 @@ def main(argv: list[str] | None = None) -> None:
                    help="with --shipped: score the items last first (a second process can share the cache)")
     p.add_argument("--cached-only", action="store_true",
                    help="with --shipped: score nothing, report the items already in the cache (in --limit's range)")
-    p.add_argument("--skip", type=int, default=0,
-                   help="leave out the split's first K items (then --limit counts from there): a report on items "
-                        "added to a split after its first figures")
     p.add_argument("--windows", choices=["any", "one", "several"], default="any",
                    help="with --shipped: only the items (of --limit's range) that fit one window at the defaults, or "
                         "only those that need several (the only ones a choice about inputs past one window changes)")
@@ -170,7 +167,6 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
     items = DATASETS[args.dataset](H.resolve_data_dir(args.data_dir), args.split)
-    items = items[args.skip:]
     items = items[: args.limit] if args.limit else items
     model = H.resolve_model(args.model)
     if args.shipped:
@@ -339,6 +335,8 @@ def shipped_main(args: Any, items: list[dict[str, Any]], model: str) -> None:
         pipe = scorers[SHIPPED].pipeline
         several = [len(pipe.coverings(normalize_chunks(it["chunks"]), pipe.room(it["query"]))[0]) > 1 for it in items]
         items = [it for it, s in zip(items, several, strict=True) if s == (args.windows == "several")]
+        if not items:
+            raise SystemExit(f"no item of --limit's range matches --windows {args.windows}: widen --limit, or drop --windows")
     for text in args.also:
         changed = parse_settings(text)
         scorers["QRScorer(" + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")"] = QRScorer(model, **common, **changed)

@@ -176,6 +176,9 @@ def test_shipped_position_run_shares_scores_between_settings_that_read_alike(tmp
     lines = (tmp_path / "cache" / "position" / "smollm2" / "shipped_identical.jsonl").read_text().splitlines()
     assert [json.loads(x)["key"].endswith(":whole") for x in lines] == [True, True]
     assert main(["run", "position-identical", *args, "--cached-only"]) == 0 and len(calls) == 2
+    assert main(["run", "position-identical", *args, "--windows", "one"]) == 0 and len(calls) == 2  # both fit one
+    with pytest.raises(SystemExit, match="--windows several"):
+        main(["run", "position-identical", *args, "--windows", "several"])
     assert P.parse_settings("shortlist=None,prior_weight=0.7") == {"shortlist": None, "prior_weight": 0.7}
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         P.parse_settings("shortlist")

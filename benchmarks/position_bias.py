@@ -275,10 +275,15 @@ def reading(scorer: QRScorer, item: dict[str, Any]) -> str:
     return "keep=" + ",".join(map(str, pipe.shortlist(item["query"], read, prior)))
 
 
+def reading_settings(config: Any) -> Any:
+    """``config`` without its shortlist settings: what :func:`reading` names goes into the key instead."""
+    return config.replace(shortlist=None, shortlist_window=False)
+
+
 def shipped_key(scorer: QRScorer, item: dict[str, Any]) -> str:
     """The ``--shipped`` cache key: the item, the settings but the shortlist's, and what QRHead reads of it
     (:func:`reading`). Settings that read an item the same way share its scores."""
-    return capture_key(item, scorer.config.replace(shortlist=None, shortlist_window=False)) + ":" + reading(scorer, item)
+    return capture_key(item, reading_settings(scorer.config)) + ":" + reading(scorer, item)
 
 
 def parse_settings(text: str) -> dict[str, Any]:
@@ -300,7 +305,7 @@ def parse_settings(text: str) -> dict[str, Any]:
 def cached_scores(scorer: QRScorer, items: list[dict[str, Any]], cache: Path, args: Any, label: str) -> list[list[float] | None]:
     """``scorer``'s scores of ``items`` (``None`` where ``--cached-only`` finds none), one cache line per item,
     keyed by :func:`shipped_key`, so a longer ``--limit`` scores only new items."""
-    settings_key = json.dumps(dataclasses.asdict(scorer.config.replace(shortlist=None, shortlist_window=False)), sort_keys=True, default=str)
+    settings_key = json.dumps(dataclasses.asdict(reading_settings(scorer.config)), sort_keys=True, default=str)
     done: dict[str, list[float]] = {}
 
     def load() -> None:  # read again before each item: a second process (--reverse) may have scored it

@@ -64,7 +64,8 @@ class PreparedContext:
         read: the chunks the model read: each distinct chunk once under ``dedupe`` (the default), else
             ``chunks``; :meth:`head_attention` is over these, scores are per input chunk.
         shortlisted: whether questions are answered by a shortlist (``shortlist``, on by default, and an
-            input of more chunks than it keeps that needs more than one window). A shortlist is picked by
+            input of more chunks than it keeps, or of more than one under ``shortlist_window``, that needs
+            more than one window). A shortlist is picked by
             the question, so nothing is prepared ahead: each question costs what ``scorer.score`` costs
             (one window). To prepare every window instead, use a scorer with ``shortlist=None``.
         heads: ``(layer, head)`` of the heads read.

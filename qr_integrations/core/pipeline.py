@@ -37,7 +37,7 @@ from .config import ScorerConfig
 from .engine import ForwardEngine, HeadPlan, PrefixCache, PreparedPrefix, shared_length, torch_threads
 from .layout import layout_orders
 from .models import LoadedModel
-from .prior import fuse_prior, prior_scores, spread_shortlist
+from .prior import fuse_prior, prior_scores, shortlist_indices, spread_shortlist
 from .prompt import EncodedPrompt, as_list, distinct_chunks, spread_copies
 from .windows import Window, capacity, plan_coverings, query_room, reserve_tokens, schedule, window_cost, window_progress
 
@@ -303,20 +303,19 @@ class Pipeline:
             >>> keep == sorted(keep) and keep[-1] == 11 and 1 <= len(keep) < 12
             True
         """
-        limit = self.config.effective_shortlist or len(chunks)
-        ranked = sorted(range(len(prior)), key=lambda i: (-prior[i], i))[:limit]
+        limit = min(self.config.effective_shortlist or len(chunks), len(chunks))
         if not self.config.shortlist_window:
-            return sorted(ranked)
+            return shortlist_indices(prior, limit)
         room = self.room(query)
 
         def fits(k: int) -> bool:  # one window holds the best k (tokens only grow with k: a binary search)
-            return len(self.coverings([chunks[i] for i in sorted(ranked[:k])], room)[0]) == 1
+            return len(self.coverings([chunks[i] for i in shortlist_indices(prior, k)], room)[0]) == 1
 
-        lo, hi = 1, len(ranked)
+        lo, hi = 1, limit
         while lo < hi:
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
-        return sorted(ranked[:lo])
+        return shortlist_indices(prior, lo)
 
     def scores(self, query: str, chunks: Sequence[Norm], heads: HeadPlan, layout: str,
                show_progress: bool | None = None) -> list[float]:

@@ -1,9 +1,13 @@
 """Trim, then generate: HotpotQA answer EM/F1 from the full context, trimmed contexts and the gold paragraphs.
 
 The same local model answers each question (greedy, a short answer) from:
-the full ten paragraphs; the top-2 / top-3 paragraphs by QRHead, all heads, dense all-MiniLM-L6-v2 and
-BM25 (kept paragraphs stay in their original order); and the two gold paragraphs (upper bound).
-Scores come from :mod:`benchmarks.hotpot_evidence` (same cache), questions 50-99 by default.
+the full ten paragraphs; the top-2 / top-3 paragraphs by QRHead's own scoring, all heads, dense
+all-MiniLM-L6-v2 and BM25 (kept paragraphs stay in their original order); the top-2 / top-3 by the scorer
+as a user calls it: ``defaults`` (the generator's model at every default setting) and, for a model other
+than the embedded one, ``shipped`` (``QRScorer()`` itself: the embedded model, every default); and the two
+gold paragraphs (upper bound). The dataset's paragraph order is no retriever's, so the defaults' position
+corrections apply as they do for ``trim``. QRHead's own, all-heads, dense and BM25 scores come from
+:mod:`benchmarks.hotpot_evidence` (same cache), questions 50-99 by default.
 
     .venv/bin/python -m benchmarks run trim-generate --model smollm2 --start 50 --limit 50
 """
@@ -99,7 +103,11 @@ def main(argv: list[str] | None = None) -> dict:
     qr = M.QRMethods(scorer, qr_heads, H.CACHE_DIR / "vectors" / f"hotpot_{tag}")
     timer = H.Timer()
     scores = M.hotpot_scores(qs, tag, qr, args.no_progress, timer)
-    rankers = ["qrhead", "dense", "bm25"] + ([] if qr.same else ["all-heads"])
+    as_called = {"defaults": scorer} | ({} if tag == "smollm2" else {"shipped": QRScorer(device="cpu")})
+    for label, s in as_called.items():  # the scorer's own call at its defaults, as trim() makes it
+        scores[label] = {q["idx"]: s.score(q["question"], H.paragraph_pairs(q))
+                         for q in H.progress(qs, desc=f"{label} scores", disable=args.no_progress)}
+    rankers = ["qrhead", *as_called, "dense", "bm25"] + ([] if qr.same else ["all-heads"])
 
     answer = answerer(scorer, tag, args.max_new_tokens)
     conditions = ["full"] + [f"{r}-top{k}" for r in rankers for k in args.top] + ["gold"]
@@ -131,13 +139,15 @@ def main(argv: list[str] | None = None) -> dict:
              f"max {args.max_new_tokens} new tokens); QRHead heads: {heads_note}\n\n"
              + H.markdown_table(["context", "EM", "F1", "both gold kept", "prompt tokens", "median gen s"], rows))
     tests: dict[str, dict[str, Any]] = {}  # QRHead-trimmed F1 against the full context and the other trims
-    for k in args.top:
-        for other in ["full"] + [f"{r}-top{k}" for r in rankers if r != "qrhead"]:
-            t = H.paired_score_test([x["f1"] for x in per[f"qrhead-top{k}"]], [x["f1"] for x in per[other]])
-            tests[f"qrhead-top{k} vs {other}"] = t
+    for mine in ["qrhead", *as_called]:
+        for k in args.top:
+            others = [r for r in rankers if r not in ("qrhead", *as_called)] + (["qrhead"] if mine != "qrhead" else [])
+            for other in ["full"] + [f"{r}-top{k}" for r in others]:
+                t = H.paired_score_test([x["f1"] for x in per[f"{mine}-top{k}"]], [x["f1"] for x in per[other]])
+                tests[f"{mine}-top{k} vs {other}"] = t
     if tests:
         table += ("\n\nPaired randomization test of token F1 (scipy, sign flips), QRHead-trimmed against: " + "; ".join(
-            f"{pair.removeprefix('qrhead-')} {t['mean_diff']:+.3f}, {H.format_p(t['p'])} (wins/ties/losses "
+            f"{pair} {t['mean_diff']:+.3f}, {H.format_p(t['p'])} (wins/ties/losses "
             f"{'/'.join(map(str, t['wins_ties_losses']))})" for pair, t in tests.items()))
     payload = {"settings": vars(args) | {"data_dir": str(args.data_dir)}, "heads": H.head_set_string(qr_heads),
                "heads_note": heads_note, "results": results, "paired_tests_f1": tests,

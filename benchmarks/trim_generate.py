@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     qr = M.QRMethods(scorer, qr_heads, H.CACHE_DIR / "vectors" / f"hotpot_{tag}")
     timer = H.Timer()
     scores = M.hotpot_scores(qs, tag, qr, args.no_progress, timer)
-    as_called = {"defaults": scorer} | ({} if tag == "smollm2" else {"shipped": QRScorer(device="cpu")})
+    embedded = scorer.config.model is None  # then QRScorer() is this scorer: no second copy of the model
+    as_called = {"defaults": scorer} | ({} if embedded else {"shipped": QRScorer(device="cpu")})
     for label, s in as_called.items():  # the scorer's own call at its defaults, as trim() makes it
         scores[label] = {q["idx"]: s.score(q["question"], H.paragraph_pairs(q))
                          for q in H.progress(qs, desc=f"{label} scores", disable=args.no_progress)}
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     tests: dict[str, dict[str, Any]] = {}  # QRHead-trimmed F1 against the full context and the other trims
     for mine in ["qrhead", *as_called]:
         for k in args.top:
-            others = [r for r in rankers if r not in ("qrhead", *as_called)] + (["qrhead"] if mine != "qrhead" else [])
+            others = [r for r in rankers if r != mine and r not in as_called]  # each defaults pair tested once
             for other in ["full"] + [f"{r}-top{k}" for r in others]:
                 t = H.paired_score_test([x["f1"] for x in per[f"{mine}-top{k}"]], [x["f1"] for x in per[other]])
                 tests[f"{mine}-top{k} vs {other}"] = t

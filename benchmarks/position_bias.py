@@ -134,14 +134,14 @@ def spread(scores: list[float], gold: list[int]) -> float:
 
 
 SHIPPED = "QRScorer() as shipped (defaults, dedupe)"
-# where each split starts in the shuffled SciFact list (take --limit from there): test = the first queries
-# (reported), dev = from the 101st on (a weight is chosen there), far apart so that no --limit overlaps them
-SCIFACT_SPLITS = {"dev": 100, "test": 0}
+# each split's slice of the shuffled SciFact list (--start and --limit apply within it): test = the first 100
+# queries (reported), dev = from the 101st on (settings are chosen there); no --start/--limit can cross
+SCIFACT_SPLITS = {"dev": slice(100, None), "test": slice(0, 100)}
 
 DATASETS = {  # --dataset -> the harness's candidate builder
     "hotpot": lambda data_dir, split: H.hotpot_shuffled(data_dir, split),
     "hotpot_line": lambda data_dir, split: H.hotpot_shuffled(data_dir, split, line=True),
-    "scifact": lambda data_dir, split: H.scifact_shuffled(data_dir)[SCIFACT_SPLITS[split]:],
+    "scifact": lambda data_dir, split: H.scifact_shuffled(data_dir)[SCIFACT_SPLITS[split]],
     "identical": lambda data_dir, split: H.hotpot_identical(data_dir),
 }
 
@@ -161,13 +161,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--windows", choices=["any", "one", "several"], default="any",
                    help="with --shipped: only the items (of --limit's range) that fit one window at the defaults, or "
                         "only those that need several (the only ones a choice about inputs past one window changes)")
+    p.add_argument("--start", type=int, default=0,
+                   help="skip the split's first N items (then take --limit): extends a reported run with items no "
+                        "earlier run has seen (SciFact's test split is its first 100 queries)")
     p.add_argument("--also", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                    help="with --shipped: one more scorer, the defaults with these settings changed (JSON values or "
                         "None), scored and tested beside them, e.g. --also shortlist=None (read every window)")
     args = p.parse_args(argv)
     H.setup_torch(args.threads)
     items = DATASETS[args.dataset](H.resolve_data_dir(args.data_dir), args.split)
+    items = items[args.start:]
     items = items[: args.limit] if args.limit else items
+    if not items:
+        raise SystemExit(f"--start {args.start} is past the {args.split} split's last item: lower --start")
     model = H.resolve_model(args.model)
     if args.shipped:
         shipped_main(args, items, model)
@@ -359,9 +365,10 @@ def shipped_main(args: Any, items: list[dict[str, Any]], model: str) -> None:
     runs = {m: {it["qid"]: H.ranking_to_run([str(i) for i in range(len(s))], s) for it, s in zip(items, sl, strict=True)}
             for m, sl in scores.items()}
     metrics = ["ndcg@10", "recall@5"] if args.dataset == "scifact" else ["recall@5", "recall@2"]
-    results, rows = {}, []
+    results, rows, per_query = {}, [], {}
     for m in scores:
-        mean, _ = H.evaluate(qrels, runs[m], metrics)
+        mean, per = H.evaluate(qrels, runs[m], metrics)
+        per_query[m] = {q: float(v) for q, v in per[metrics[0]].items()}
         edges = [edge_in_top3(s, it["gold"]) for s, it in zip(scores[m], items, strict=True)]
         first = [f for f, _ in edges if f is not None]
         last = [x for _, x in edges if x is not None]
@@ -378,5 +385,6 @@ def shipped_main(args: Any, items: list[dict[str, Any]], model: str) -> None:
             + "; ".join(f"vs {o} {t['mean_diff']:+.3f} ({H.format_p(t['p'])}, wins/ties/losses "
                         + "/".join(map(str, t["wins_ties_losses"])) + ")" for o, t in tests.items()))
     H.write_results(name, {"dataset": args.dataset, "split": split, "n": len(items), "metrics": metrics,
-                           "settings": settings, "results": results, "tests": tests}, table + line)
+                           "settings": settings, "start": args.start, "results": results, "tests": tests,
+                           "per_query": per_query}, table + line)
     print(table + line)

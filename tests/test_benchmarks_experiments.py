@@ -153,7 +153,8 @@ def test_shipped_position_run_shares_scores_between_settings_that_read_alike(tmp
 
     def items(data_dir: Path, split: str) -> list[dict]:
         return [{"qid": f"s{g}", "query": q, "chunks": [("", f) for f in facts], "gold": [int(i == g) for i in range(5)]}
-                for q, g in (("Which fruit has potassium?", 0), ("Which planet has rings?", 3))]
+                for q, g in (("Which fruit has potassium?", 0), ("Which planet has rings?", 3),
+                             ("What conducts electricity?", 4))]
 
     monkeypatch.setitem(P.DATASETS, "identical", items)
     monkeypatch.setattr(H, "CACHE_DIR", tmp_path / "cache")
@@ -169,14 +170,22 @@ def test_shipped_position_run_shares_scores_between_settings_that_read_alike(tmp
     args = ["--threads", "1", "--no-progress", "--data-dir", str(tmp_path), "--shipped", "--also", "shortlist=None",
             "--out", "shipped_demo"]
     assert main(["run", "position-identical", *args]) == 0
-    assert len(calls) == 2  # two items; the variant reads both as the defaults do
+    assert len(calls) == 3  # three items; the variant reads them all as the defaults do
     rec = json.loads((tmp_path / "results" / "shipped_demo.json").read_text())
-    assert rec["n"] == 2 and rec["results"][P.SHIPPED] == rec["results"]["QRScorer(shortlist=None)"]
+    assert rec["n"] == 3 and rec["results"][P.SHIPPED] == rec["results"]["QRScorer(shortlist=None)"]
     assert set(rec["tests"]) == {"QRScorer(shortlist=None)", "BM25", "dense"}
+    # per-query values are recorded, so that a later run over more queries can be pooled with this one
+    for method, per in rec["per_query"].items():
+        assert set(per) == {"s0", "s3", "s4"} and sum(per.values()) / 3 == pytest.approx(rec["results"][method]["recall@5"])
     lines = (tmp_path / "cache" / "position" / "smollm2" / "shipped_identical.jsonl").read_text().splitlines()
-    assert [json.loads(x)["key"].endswith(":whole") for x in lines] == [True, True]
-    assert main(["run", "position-identical", *args, "--cached-only"]) == 0 and len(calls) == 2
-    assert main(["run", "position-identical", *args, "--windows", "one"]) == 0 and len(calls) == 2  # both fit one
+    assert [json.loads(x)["key"].endswith(":whole") for x in lines] == [True, True, True]
+    assert main(["run", "position-identical", *args, "--cached-only"]) == 0 and len(calls) == 3
+    assert main(["run", "position-identical", *args, "--windows", "one"]) == 0 and len(calls) == 3  # all fit one
+    assert main(["run", "position-identical", *args, "--start", "1"]) == 0 and len(calls) == 3  # cached
+    later = json.loads((tmp_path / "results" / "shipped_demo.json").read_text())
+    assert later["n"] == 2 and later["start"] == 1 and set(later["per_query"]["BM25"]) == {"s3", "s4"}
+    with pytest.raises(SystemExit, match="past the dev split's last item"):
+        main(["run", "position-identical", *args, "--start", "3"])
     with pytest.raises(SystemExit, match="--windows several"):
         main(["run", "position-identical", *args, "--windows", "several"])
     assert P.parse_settings("shortlist=None,prior_weight=0.7") == {"shortlist": None, "prior_weight": 0.7}

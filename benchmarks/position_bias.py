@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="with --shipped: one more scorer, the defaults with these settings changed (JSON values or "
                         "None), scored and tested beside them, e.g. --also shortlist=None (read every window)")
     args = p.parse_args(argv)
+    if args.start < 0:
+        p.error(f"--start takes a count of items to skip (0 or more), got {args.start}")
     H.setup_torch(args.threads)
     items = DATASETS[args.dataset](H.resolve_data_dir(args.data_dir), args.split)
     items = items[args.start:]

@@ -186,6 +186,8 @@ def test_shipped_position_run_shares_scores_between_settings_that_read_alike(tmp
     assert later["n"] == 2 and later["start"] == 1 and set(later["per_query"]["BM25"]) == {"s3", "s4"}
     with pytest.raises(SystemExit, match="past the dev split's last item"):
         main(["run", "position-identical", *args, "--start", "3"])
+    with pytest.raises(SystemExit):
+        main(["run", "position-identical", *args, "--start", "-1"])
     with pytest.raises(SystemExit, match="--windows several"):
         main(["run", "position-identical", *args, "--windows", "several"])
     assert P.parse_settings("shortlist=None,prior_weight=0.7") == {"shortlist": None, "prior_weight": 0.7}

@@ -272,6 +272,12 @@ def main(argv: list[str] | None = None) -> None:
     print(table + line)
 
 
+def several_windows(scorer: QRScorer, item: dict[str, Any]) -> bool:
+    """Whether ``scorer`` reads ``item``'s chunks whole in more than one window (before any shortlist)."""
+    pipe = scorer.pipeline
+    return len(pipe.coverings(normalize_chunks(item["chunks"]), pipe.room(item["query"]))[0]) > 1
+
+
 def reading(scorer: QRScorer, item: dict[str, Any]) -> str:
     """What QRHead reads of ``item`` under ``scorer``'s settings: ``"whole"``, or the shortlist it cuts to."""
     pipe = scorer.pipeline
@@ -345,9 +351,7 @@ def shipped_main(args: Any, items: list[dict[str, Any]], model: str) -> None:
     common = {"heads": args.heads, "device": "cpu", "num_threads": args.threads}
     scorers = {SHIPPED: QRScorer(model, **common)}
     if args.windows != "any":
-        pipe = scorers[SHIPPED].pipeline
-        several = [len(pipe.coverings(normalize_chunks(it["chunks"]), pipe.room(it["query"]))[0]) > 1 for it in items]
-        items = [it for it, s in zip(items, several, strict=True) if s == (args.windows == "several")]
+        items = [it for it in items if several_windows(scorers[SHIPPED], it) == (args.windows == "several")]
         if not items:
             raise SystemExit(f"no item of --limit's range matches --windows {args.windows}: widen --limit, or drop --windows")
     for text in args.also:

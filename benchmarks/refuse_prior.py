@@ -1,9 +1,10 @@
 """Other prior weights for SciFact inputs past one window, from the defaults' cached scores (no re-scoring).
 
-The defaults fuse ``0.5 * minmax(QRHead) + 0.5 * minmax(dense prior)`` (``prior_weight`` is QRHead's share),
-so ``minmax(QRHead) = 2 * fused - minmax(prior)`` is recovered exactly from a ``position-scifact --shipped``
-cache (the script prints how far the recovered scores' ends are from 0 and 1: 0.0 when the prior matches) and
-re-fused at each weight. Only the inputs read in several windows, with cached scores, are used.
+The defaults fuse ``w * minmax(QRHead) + (1 - w) * minmax(dense prior)`` (``w = prior_weight``, QRHead's
+share, 0.5), so ``minmax(QRHead) = (fused - (1 - w) * minmax(prior)) / w`` is recovered exactly from a
+``position-scifact --shipped`` cache (the script prints how far the recovered scores' ends are from 0 and 1:
+0.0 when the prior matches) and fused again at each weight by the scorer's own ``fuse_prior``. Only the inputs
+read in several windows, with cached scores, are used.
 
 Run (after ``position-scifact --split SPLIT --limit 100 --windows several --threads 1 --shipped``):
     PYTHONPATH=. .venv/bin/python benchmarks/refuse_prior.py dev 100
@@ -18,6 +19,8 @@ from benchmarks import harness as H
 from benchmarks import position_bias as P
 from qr_integrations import QRScorer
 from qr_integrations.core.fusion import minmax
+from qr_integrations.core.prior import fuse_prior
+from qr_integrations.core.prompt import normalize_chunks
 
 WEIGHTS = [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0]
 
@@ -26,9 +29,8 @@ def main(split: str, limit: int) -> None:
     H.setup_torch(1)
     items = P.DATASETS["scifact"](H.resolve_data_dir(H.DEFAULT_DATA_DIR), split)[:limit]
     scorer = QRScorer(H.resolve_model("smollm2"), device="cpu", num_threads=1)
-    pipe = scorer.pipeline
-    several = [len(pipe.coverings(P.normalize_chunks(it["chunks"]), pipe.room(it["query"]))[0]) > 1 for it in items]
-    items = [it for it, s in zip(items, several, strict=True) if s]
+    pipe, w0 = scorer.pipeline, scorer.config.prior_weight
+    items = [it for it in items if P.several_windows(scorer, it)]
     args = types.SimpleNamespace(cached_only=True, reverse=False, no_progress=True)
     cache = H.CACHE_DIR / "position" / "smollm2" / "shipped_scifact.jsonl"
     found = P.cached_scores(scorer, items, cache, args, "cached")
@@ -37,23 +39,22 @@ def main(split: str, limit: int) -> None:
     runs: dict[str, dict[str, dict[str, float]]] = {}
     worst = 0.0
     for it, fused in pairs:
-        read, _ = pipe.read_chunks(P.normalize_chunks(it["chunks"]))
+        read, _ = pipe.read_chunks(normalize_chunks(it["chunks"]))
         if len(read) != len(fused):
             raise SystemExit(f"query {it['qid']} has repeated chunks: this re-fusion does not handle them")
         prior = pipe.prior(it["query"], read)
         assert prior is not None
-        prior = minmax(prior)
-        qr = [2 * f - p for f, p in zip(fused, prior, strict=True)]
+        qr = [(f - (1 - w0) * p) / w0 for f, p in zip(fused, minmax(prior), strict=True)]
         worst = max(worst, abs(min(qr)), abs(max(qr) - 1))
         for w in WEIGHTS:
-            mixed = [w * a + (1 - w) * b for a, b in zip(qr, prior, strict=True)]
+            mixed = fuse_prior(qr, prior, w)
             runs.setdefault(f"w={w}", {})[it["qid"]] = H.ranking_to_run([str(i) for i in range(len(qr))], mixed)
     print(f"{split}: {len(pairs)} inputs past one window with cached scores; recovered ends off by {worst:.1e}")
-    tests = H.paired_tests(qrels, runs, "w=0.5", "ndcg@10")
+    tests = H.paired_tests(qrels, runs, f"w={w0}", "ndcg@10")
     for name, run in runs.items():
         mean, _ = H.evaluate(qrels, run, ["ndcg@10"])
         t = tests.get(name)
-        vs = "" if t is None else f"  against the default 0.5: {-t['mean_diff']:+.3f} ({H.format_p(t['p'])})"
+        vs = "" if t is None else f"  against the default {w0}: {-t['mean_diff']:+.3f} ({H.format_p(t['p'])})"
         print(f"{name}  nDCG@10 {mean['ndcg@10']:.3f}{vs}")
 
 

@@ -67,6 +67,7 @@ LATER_OPTIONS = {"prior_model": None, "shortlist": None, "shortlist_window": Fal
 def capture_key(item: dict[str, Any], config: Any) -> str:
     """The capture's cache key: the query, the chunks and the scorer's configuration (as of the captures)."""
     cfg = {k: v for k, v in json.loads(config.to_json()).items() if not (k in LATER_OPTIONS and v == LATER_OPTIONS[k])}
+    cfg.pop("prior_weight_long", None)  # it changes nothing in a capture (no prior); shipped_key names it where it acts
     return H.cache_key(item["query"], item["chunks"], json.dumps(cfg))
 
 
@@ -213,8 +214,10 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.check:
         cfg = ("divide", 2, ("bm25", 0.5))
+        # one weight in every input, as the derived rows fuse (prior_weight_long=None)
         own = QRScorer(model, heads=args.heads, device="cpu", num_threads=args.threads, calibration="divide",
-                       orders=2, prior="bm25", prior_weight=0.5, layout="input", shortlist=None)
+                       orders=2, prior="bm25", prior_weight=0.5, prior_weight_long=None, layout="input",
+                       shortlist=None)
         # the first input, and the first that needs more than one window (if any)
         checked = [0, *[i for i, a in enumerate(atts) if len(a.layouts) > CAPTURED_ORDERS][:1]]
         for i in checked:
@@ -294,10 +297,35 @@ def reading_settings(config: Any) -> Any:
     return config.replace(shortlist=None, shortlist_window=False)
 
 
+def settings_json(config: Any) -> str:
+    """The settings every ``--shipped`` cache line records: :func:`reading_settings` without
+    ``prior_weight_long``, which :func:`shipped_key` names on the items where it acts."""
+    flat = dataclasses.asdict(reading_settings(config))
+    flat.pop("prior_weight_long", None)
+    return json.dumps(flat, sort_keys=True, default=str)
+
+
+def windows_read(scorer: QRScorer, item: dict[str, Any]) -> int:
+    """How many windows QRHead reads ``item`` in under ``scorer``'s settings (after dedupe and any shortlist)."""
+    pipe = scorer.pipeline
+    read, _ = pipe.read_chunks(normalize_chunks(item["chunks"]))
+    room = pipe.room(item["query"])
+    if pipe.shortlists(read, room):
+        prior = pipe.prior(item["query"], read)
+        assert prior is not None
+        read = [read[i] for i in pipe.shortlist(item["query"], read, prior)]
+    return len(pipe.coverings(read, room)[0])
+
+
 def shipped_key(scorer: QRScorer, item: dict[str, Any]) -> str:
     """The ``--shipped`` cache key: the item, the settings but the shortlist's, and what QRHead reads of it
-    (:func:`reading`). Settings that read an item the same way share its scores."""
-    return capture_key(item, reading_settings(scorer.config)) + ":" + reading(scorer, item)
+    (:func:`reading`); past one window, QRHead's share there too, where it differs from ``prior_weight``.
+    Settings that read an item the same way share its scores."""
+    key = capture_key(item, reading_settings(scorer.config)) + ":" + reading(scorer, item)
+    cfg = scorer.config
+    if cfg.prior != "none" and cfg.weight_for(2) != cfg.weight_for(1) and windows_read(scorer, item) > 1:
+        key += f":long={cfg.weight_for(2)}"
+    return key
 
 
 def parse_settings(text: str) -> dict[str, Any]:
@@ -319,7 +347,7 @@ def parse_settings(text: str) -> dict[str, Any]:
 def cached_scores(scorer: QRScorer, items: list[dict[str, Any]], cache: Path, args: Any, label: str) -> list[list[float] | None]:
     """``scorer``'s scores of ``items`` (``None`` where ``--cached-only`` finds none), one cache line per item,
     keyed by :func:`shipped_key`, so a longer ``--limit`` scores only new items."""
-    settings_key = json.dumps(dataclasses.asdict(reading_settings(scorer.config)), sort_keys=True, default=str)
+    settings_key = settings_json(scorer.config)
     done: dict[str, list[float]] = {}
 
     def load() -> None:  # read again before each item: a second process (--reverse) may have scored it
@@ -383,7 +411,7 @@ def shipped_main(args: Any, items: list[dict[str, Any]], model: str) -> None:
         rows.append([m, *[mean[x] for x in metrics], results[m]["first_nongold_top3"], results[m]["last_nongold_top3"]])
     tests = H.paired_tests(qrels, runs, SHIPPED, metrics[0])
     settings = {k: v for k, v in dataclasses.asdict(scorers[SHIPPED].config).items() if k in (
-        "calibration", "orders", "prior", "prior_weight", "shortlist", "dedupe")}
+        "calibration", "orders", "prior", "prior_weight", "prior_weight_long", "shortlist", "dedupe")}
     split = args.split if args.dataset in ("hotpot", "hotpot_line", "scifact") else "all"
     name = args.out or f"position_{args.dataset}_{split}_{H.model_tag(args.model)}_shipped"
     table = H.markdown_table(["method", *metrics, "non-gold first in top 3", "non-gold last in top 3"], rows)

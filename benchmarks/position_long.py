@@ -14,10 +14,13 @@ Two captures per question, both with the library's own calls and both cached und
   order), read by ``scorer.head_attention`` with 2 orders: what ``shortlist=20`` reads.
 
 Settings reported: BM25, dense (all-MiniLM-L6-v2), QRHead's own scoring over the pool, the earlier defaults
-(BM25 prior 0.7) over the pool, the pool with the dense prior, and each shortlist with ``divide``, 2 orders
-and its prior fused at QRHead weight 0.7 or 0.5 (the dense shortlist at 0.5 is the scorer's default). Recall@5/@10/@2 and paired randomization tests against BM25 and dense.
+(BM25 prior 0.7) over the pool, the pool with the dense prior (at QRHead weights 0.7 and 0.5, and at the
+defaults' weight for an input read in several windows: what ``shortlist=None`` gives), and each shortlist with
+``divide``, 2 orders and its prior fused at QRHead weight 0.7 or 0.5 (the dense shortlist at 0.5 is the
+scorer's default). Recall@5/@10/@2 and paired randomization tests against BM25 and dense.
 
-``--check`` compares one derived shortlist setting with ``QRScorer(...).score`` on the first question.
+``--check`` compares one derived shortlist setting, and the whole pool at the defaults with ``shortlist=None``,
+with ``QRScorer(...).score`` on the first question.
 ``--records FILE`` writes each question's scores under QRHead's own scoring, the earlier defaults (key
 ``defaults``: BM25 prior 0.7), the dense shortlist at weight 0.5 (key ``dense_shortlist``: today's defaults),
 BM25 and dense, for ``benchmarks.long_generate`` to trim by and answer from::
@@ -39,7 +42,7 @@ import torch
 
 from benchmarks import harness as H
 from benchmarks.long_context import hotpot_pools
-from qr_integrations import QRScorer
+from qr_integrations import QRScorer, ScorerConfig
 from qr_integrations.core.fusion import weighted_fusion
 from qr_integrations.core.pipeline import chunk_texts
 from qr_integrations.core.prior import prior_scores, shortlist_indices, spread_shortlist
@@ -53,6 +56,9 @@ CAPTURE = {"orders": 2, "calibration": "subtract", "prior": "none", "layout": "i
 BM25_PRIOR = "BM25 prior 0.7, whole pool (the earlier defaults)"
 # the scorer's defaults now (divide, 2 orders, dense prior 0.5, shortlist 20), chosen on the dev split
 SHIPPED = f"dense prior, shortlist {SHORTLIST}, weight 0.5"
+# the whole pool read at the defaults but for the shortlist (shortlist=None, as a prepared context over a
+# long input reads it): the dense prior at the defaults' weight for an input read in several windows
+WHOLE = "dense prior, whole pool, the defaults' weights (shortlist=None)"
 
 # --records: the settings a trim-then-generate run compares, by the short names long_generate takes
 RECORDED = {"own": "QRHead's own scoring, whole pool", "defaults": BM25_PRIOR,
@@ -142,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
                         add(f"{cal} K={k} +bm25@{w}", key, weighted_fusion(base, bm25, w))
             for w in (0.7, 0.5):  # the option prior="dense" on the defaults' reading
                 add(f"divide K=2 +dense@{w}", key, weighted_fusion(divided, dense, w))
+            # what shortlist=None gives at the other defaults: QRHead's share for as many windows as it read
+            add(WHOLE, key, weighted_fusion(divided, dense, ScorerConfig().weight_for(att.windows)))
             for prior, rows in lists.items():
                 row = rows[n]
                 full = spread_shortlist(view(row["att"], "divide"), row["keep"], len(texts))
@@ -168,6 +176,14 @@ def main(argv: list[str] | None = None) -> None:
         gap = max(abs(a - b) for a, b in zip(direct, derived, strict=True))
         print(f"derived vs QRScorer(prior={prior!r}, shortlist={SHORTLIST}).score: max |diff| {gap:.2e}")
         assert gap < 1e-4, "derived scores differ from the scorer's own"
+        if prior == "dense":  # and the whole pool, as shortlist=None reads it
+            whole = QRScorer(H.resolve_model(args.model), heads=args.heads, device="cpu", num_threads=args.threads,
+                             shortlist=None)
+            direct = whole.score(q, pool.chunks)
+            derived = scores[WHOLE][f"{pool.name}-{pool.questions[0][0]}"]
+            gap = max(abs(a - b) for a, b in zip(direct, derived, strict=True))
+            print(f"derived vs QRScorer(shortlist=None).score: max |diff| {gap:.2e}")
+            assert gap < 1e-4, "derived whole-pool scores differ from the scorer's own"
 
     runs = {m: {k: H.ranking_to_run(ids[k], s) for k, s in per.items()} for m, per in scores.items()}
     metrics = ["recall@5", "recall@10", "recall@2"]

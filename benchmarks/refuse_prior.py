@@ -6,7 +6,11 @@ share, 0.5), so ``minmax(QRHead) = (fused - (1 - w) * minmax(prior)) / w`` is re
 0.0 when the prior matches) and fused again at each weight by the scorer's own ``fuse_prior``. Only the inputs
 read in several windows, with cached scores, are used.
 
-Run (after ``position-scifact --split SPLIT --limit 100 --windows several --threads 1 --shipped``):
+The scores are those of one weight for every input (``prior_weight_long=None``: 0.5 past one window too, as
+every default had before ``prior_weight_long``). Run, after scoring them::
+
+    .venv/bin/python -m benchmarks run position-scifact --split SPLIT --limit 100 --windows several \
+        --threads 1 --shipped --also prior_weight_long=None
     PYTHONPATH=. .venv/bin/python benchmarks/refuse_prior.py dev 100
 """
 
@@ -28,8 +32,8 @@ WEIGHTS = [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0]
 def main(split: str, limit: int) -> None:
     H.setup_torch(1)
     items = P.DATASETS["scifact"](H.resolve_data_dir(H.DEFAULT_DATA_DIR), split)[:limit]
-    scorer = QRScorer(H.resolve_model("smollm2"), device="cpu", num_threads=1)
-    pipe, w0 = scorer.pipeline, scorer.config.prior_weight
+    scorer = QRScorer(H.resolve_model("smollm2"), device="cpu", num_threads=1, prior_weight_long=None)
+    pipe, w0 = scorer.pipeline, scorer.config.weight_for(2)
     items = [it for it in items if P.several_windows(scorer, it)]
     args = types.SimpleNamespace(cached_only=True, reverse=False, no_progress=True)
     cache = H.CACHE_DIR / "position" / "smollm2" / "shipped_scifact.jsonl"
@@ -55,7 +59,7 @@ def main(split: str, limit: int) -> None:
         mean, _ = H.evaluate(qrels, run, ["ndcg@10"])
         t = tests.get(name)
         vs = "" if t is None else f"  against the default {w0}: {-t['mean_diff']:+.3f} ({H.format_p(t['p'])})"
-        print(f"{name}  nDCG@10 {mean['ndcg@10']:.3f}{vs}")
+        print(f"{name}  nDCG@10 {mean['ndcg@10']:.3f} ({mean['ndcg@10']:.5f}){vs}")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,8 @@ def test_a_missing_dense_model_says_what_to_install(monkeypatch: pytest.MonkeyPa
     ("calibration", "ratio", "calibration"), ("orders", 0, "orders"), ("orders", 2.0, "orders"),
     ("prior", "cross_encoder", "prior"), ("prior_weight", 1.5, "prior_weight"), ("prior_model", "  ", "prior_model"),
     ("prior_model", 3, "prior_model"), ("shortlist", 0, "shortlist"), ("shortlist", 2.5, "shortlist"),
+    ("prior_weight_long", -0.1, "prior_weight_long"), ("prior_weight_long", True, "prior_weight_long"),
+    ("prior_weight_long", "0.3", "prior_weight_long"), ("prior_weight_long", float("nan"), "prior_weight_long"),
 ])
 def test_bad_correction_settings_name_the_key(key: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -109,7 +111,8 @@ def test_bad_correction_settings_name_the_key(key: str, value: object, message: 
 
 def test_corrections_round_trip_through_config_files() -> None:
     for cfg in (ScorerConfig(calibration="divide", orders=3, prior="bm25", prior_weight=0.6),
-                ScorerConfig(prior="dense", prior_model="/models/minilm")):
+                ScorerConfig(prior="dense", prior_model="/models/minilm"),
+                ScorerConfig(prior_weight_long=None), ScorerConfig(prior_weight_long=0.25)):
         assert ScorerConfig.from_yaml(cfg.to_yaml()) == cfg and ScorerConfig.from_json(cfg.to_json()) == cfg
 
 
@@ -213,6 +216,43 @@ def test_shortlist_window_keeps_only_what_fits_one_window(corrected: QRScorer) -
         assert not ctx.shortlisted and ctx.num_windows > 1
     with pytest.raises(ConfigError, match="shortlist_window"):
         ScorerConfig(shortlist_window="yes")  # type: ignore[arg-type]
+
+
+def test_past_one_window_the_prior_is_fused_at_prior_weight_long(corrected: QRScorer) -> None:
+    """QRHead's share is ``prior_weight_long`` (0.3 by default) where it reads the chunks in several windows,
+    ``prior_weight`` (0.5) in one, on plain calls, batches, prepared contexts and a shortlist left past one
+    window; ``None`` restores one weight everywhere."""
+    assert (corrected.config.prior_weight, corrected.config.prior_weight_long) == (0.5, 0.3)
+    windowed = corrected.config.replace(max_context_tokens=128)  # CHUNKS take three 128-token windows
+    long = QRScorer(config=windowed)
+    query = "Which fruit has potassium, and where is the Eiffel Tower?"
+    att = long.head_attention(query, CHUNKS)
+    assert att.windows > 1 and corrected.head_attention(query, CHUNKS).windows == 1
+    own = QRScorer(config=windowed.replace(prior="none")).score(query, CHUNKS)
+    bm25 = bm25_scores(query, CHUNKS)
+    got = long.score(query, CHUNKS)
+    assert got == weighted_fusion(own, bm25, 0.3)
+    assert QRScorer(config=windowed.replace(prior_weight_long=None)).score(query, CHUNKS) == \
+        weighted_fusion(own, bm25, 0.5)
+    assert got != weighted_fusion(own, bm25, 0.5)  # the setting changes the scores, not only the config
+    assert long.score_batch([query, QUERY], [CHUNKS, CHUNKS]) == [got, long.score(QUERY, CHUNKS)]
+    with long.context(CHUNKS) as ctx:
+        assert ctx.num_windows > 1 and close(ctx.score(QUERY), long.score(QUERY, CHUNKS))
+        assert close(ctx.score(QUERY), weighted_fusion(QRScorer(config=windowed.replace(prior="none")).score(
+            QUERY, CHUNKS), bm25_scores(QUERY, CHUNKS), 0.3))
+    # one window: prior_weight_long changes nothing
+    one = corrected.config
+    assert QRScorer(config=one.replace(prior_weight_long=1.0)).score(query, CHUNKS) == corrected.score(query, CHUNKS)
+    # a shortlist that still needs several windows (the best three of five) is fused at prior_weight_long too
+    short = QRScorer(config=windowed.replace(shortlist=3))
+    keep = short.pipeline.shortlist(query, [(None, c) for c in CHUNKS], bm25)
+    assert len(keep) == 3 and len(short.pipeline.coverings([(None, CHUNKS[i]) for i in keep],
+                                                           short.pipeline.room(query))[0]) > 1
+    sub = QRScorer(config=windowed.replace(prior="none")).score(query, [CHUNKS[i] for i in keep])
+    full = [min(sub)] * len(CHUNKS)
+    for i, x in zip(keep, sub, strict=True):
+        full[i] = x
+    assert short.score(query, CHUNKS) == weighted_fusion(full, bm25, 0.3)
 
 
 def test_the_dense_prior_applies_to_plain_calls_and_contexts_alike(corrected: QRScorer) -> None:

@@ -150,6 +150,17 @@ class HeadAttention:
     cross_window: str = "per_window"
     calibration: str = "subtract"
 
+    @property
+    def windows(self) -> int:
+        """How many windows the chunks were read in: the most of any pass (1 for an input that fits one).
+
+        Example:
+            >>> from qr_integrations import QRScorer
+            >>> QRScorer(heads="1-0").head_attention("Which fruit?", ["Paris.", "Bananas."]).windows
+            1
+        """
+        return max((len(p) for p in self.layouts), default=1)
+
     def rows_for(self, heads: HeadSpec) -> list[int]:
         """Row indices of ``heads`` (a head set or spec; ``"all"``: every row). Raises ``KeyError`` naming
         a head that was not captured."""

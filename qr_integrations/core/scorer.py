@@ -39,7 +39,7 @@ class QRScorer:
         config: a :class:`ScorerConfig` (or dict/path); explicit arguments override its fields.
         **options: any other :class:`ScorerConfig` field (``max_context_tokens``, ``layout``,
             ``cross_window``, ``prefix_cache_mb``, ``num_threads``, and the position corrections
-            ``calibration``, ``orders``, ``prior``, ``prior_weight``: see docs/position.md).
+            ``calibration``, ``orders``, ``prior``, ``prior_weight``, ``prior_weight_long``: see docs/position.md).
 
     The model loads on first use and is shared by every scorer of the same model, device and dtype. A bad
     model path or package (:class:`ModelLoadError`), device (:class:`DeviceError`) or head set

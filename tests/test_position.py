@@ -223,6 +223,7 @@ def test_past_one_window_the_prior_is_fused_at_prior_weight_long(corrected: QRSc
     ``prior_weight`` (0.5) in one, on plain calls, batches, prepared contexts and a shortlist left past one
     window; ``None`` restores one weight everywhere."""
     assert (corrected.config.prior_weight, corrected.config.prior_weight_long) == (0.5, 0.3)
+    assert QRScorer(device="cpu", prior_weight_long=None).config.prior_weight_long is None  # an explicit null holds
     windowed = corrected.config.replace(max_context_tokens=128)  # CHUNKS take three 128-token windows
     long = QRScorer(config=windowed)
     query = "Which fruit has potassium, and where is the Eiffel Tower?"

@@ -281,15 +281,18 @@ def several_windows(scorer: QRScorer, item: dict[str, Any]) -> bool:
     return len(pipe.coverings(normalize_chunks(item["chunks"]), pipe.room(item["query"]))[0]) > 1
 
 
-def reading(scorer: QRScorer, item: dict[str, Any]) -> str:
-    """What QRHead reads of ``item`` under ``scorer``'s settings: ``"whole"``, or the shortlist it cuts to."""
+def reading(scorer: QRScorer, item: dict[str, Any]) -> tuple[str, int]:
+    """What QRHead reads of ``item`` under ``scorer``'s settings: ``"whole"`` or the shortlist it cuts to, and
+    in how many windows (after dedupe), from one pass over the prior."""
     pipe = scorer.pipeline
     read, _ = pipe.read_chunks(normalize_chunks(item["chunks"]))
-    if not pipe.shortlists(read, pipe.room(item["query"])):
-        return "whole"
+    room = pipe.room(item["query"])
+    if not pipe.shortlists(read, room):
+        return "whole", len(pipe.coverings(read, room)[0])
     prior = pipe.prior(item["query"], read)
     assert prior is not None
-    return "keep=" + ",".join(map(str, pipe.shortlist(item["query"], read, prior)))
+    keep = pipe.shortlist(item["query"], read, prior)
+    return "keep=" + ",".join(map(str, keep)), len(pipe.coverings([read[i] for i in keep], room)[0])
 
 
 def reading_settings(config: Any) -> Any:
@@ -305,26 +308,15 @@ def settings_json(config: Any) -> str:
     return json.dumps(flat, sort_keys=True, default=str)
 
 
-def windows_read(scorer: QRScorer, item: dict[str, Any]) -> int:
-    """How many windows QRHead reads ``item`` in under ``scorer``'s settings (after dedupe and any shortlist)."""
-    pipe = scorer.pipeline
-    read, _ = pipe.read_chunks(normalize_chunks(item["chunks"]))
-    room = pipe.room(item["query"])
-    if pipe.shortlists(read, room):
-        prior = pipe.prior(item["query"], read)
-        assert prior is not None
-        read = [read[i] for i in pipe.shortlist(item["query"], read, prior)]
-    return len(pipe.coverings(read, room)[0])
-
-
 def shipped_key(scorer: QRScorer, item: dict[str, Any]) -> str:
     """The ``--shipped`` cache key: the item, the settings but the shortlist's, and what QRHead reads of it
     (:func:`reading`); past one window, QRHead's share there too, where it differs from ``prior_weight``.
     Settings that read an item the same way share its scores."""
-    key = capture_key(item, reading_settings(scorer.config)) + ":" + reading(scorer, item)
+    what, windows = reading(scorer, item)
+    key = capture_key(item, reading_settings(scorer.config)) + ":" + what
     cfg = scorer.config
-    if cfg.prior != "none" and cfg.weight_for(2) != cfg.weight_for(1) and windows_read(scorer, item) > 1:
-        key += f":long={cfg.weight_for(2)}"
+    if cfg.prior != "none" and windows > 1 and cfg.weight_for(windows) != cfg.weight_for(1):
+        key += f":long={cfg.weight_for(windows)}"
     return key
 
 

@@ -143,7 +143,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="add LongLLMLingua (llmlingua 0.2.2, offline) at --budget as the condition longllmlingua@BUDGET")
     p.add_argument("--longllmlingua-model", default="smollm2",
                    help="LongLLMLingua's language model (smollm2: the embedded model, qwen, or a path)")
+    p.add_argument("--skip", type=int, default=0,
+                   help="skip the first N question records (then take --limit): a second process can fill the same "
+                        "caches with other questions, and a run over all of them then reads both")
     args = p.parse_args(argv)
+    if args.skip < 0:
+        p.error(f"--skip takes a count of question records (0 or more), got {args.skip}")
     H.setup_torch(args.threads)
     from qr_integrations import QRScorer
 
@@ -166,6 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if r.get("kind") == "question":
                 r["pool"] = rename.get(r["pool"], r["pool"])
                 records.append(r)
+    records = records[args.skip:]
     if args.limit:
         records = records[: args.limit]
     if not records:

@@ -381,6 +381,9 @@ def shipped_main(args: Any, items: list[dict[str, Any]], model: str) -> None:
     found = {label: cached_scores(sc, items, cache, args, label) for label, sc in scorers.items()}
     # --cached-only: the items every scorer has scored (which those are depends on the order they were scored in)
     have = [i for i in range(len(items)) if all(f[i] is not None for f in found.values())]
+    if not have:
+        raise SystemExit(f"no item of the {len(items)} in range is cached for every scorer ({', '.join(found)}): "
+                         "drop --cached-only to score the missing ones, or drop the --also whose scores are missing")
     items = [items[i] for i in have]
     texts = [[f"{t}\n{x}" if t else x for t, x in it["chunks"]] for it in items]
     scores: dict[str, list[list[float]]] = {label: [f[i] for i in have] for label, f in found.items()}  # type: ignore[misc]

@@ -6,12 +6,18 @@ share, 0.5), so ``minmax(QRHead) = (fused - (1 - w) * minmax(prior)) / w`` is re
 0.0 when the prior matches) and fused again at each weight by the scorer's own ``fuse_prior``. Only the inputs
 read in several windows, with cached scores, are used.
 
-The scores are those of one weight for every input (``prior_weight_long=None``: 0.5 past one window too, as
-every default had before ``prior_weight_long``). Run, after scoring them::
+QRHead's part is recovered from the scores cached at one weight for every input (``prior_weight_long=None``:
+0.5 past one window too, as every default had before ``prior_weight_long``) or, where those are missing, from
+the scores cached at the defaults (``prior_weight_long``'s 0.3); where both are cached the two recoveries are
+compared. Each weight is tested (paired, nDCG@10) against one weight and against the defaults' weight; BM25
+over the same abstracts is printed beside them (weight 0 is the dense prior's own ranking). Run, after scoring
+them (at either weight; ``LIMIT`` 0 takes the whole split)::
 
     .venv/bin/python -m benchmarks run position-scifact --split SPLIT --limit 100 --windows several \
         --threads 1 --shipped --also prior_weight_long=None
-    PYTHONPATH=. .venv/bin/python benchmarks/refuse_prior.py dev 100
+    .venv/bin/python -m benchmarks run position-scifact --split dev --start 100 --windows several \
+        --threads 1 --shipped
+    PYTHONPATH=. .venv/bin/python benchmarks/refuse_prior.py SPLIT LIMIT
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from benchmarks import harness as H
 from benchmarks import position_bias as P
 from qr_integrations import QRScorer
 from qr_integrations.core.fusion import minmax
-from qr_integrations.core.prior import fuse_prior
+from qr_integrations.core.prior import bm25_scores, fuse_prior
 from qr_integrations.core.prompt import normalize_chunks
 
 WEIGHTS = [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0]
@@ -72,11 +78,17 @@ def main(split: str, limit: int) -> None:
     if both:
         print(f"{both} inputs cached at both weights: QRHead's parts recovered from each agree within {agree:.1e}")
     print(f"{split}: {len(pairs)} inputs past one window with cached scores; recovered ends off by {worst:.1e}")
+    kept = [it for it in items if it["qid"] in qrels]
+    runs["BM25"] = {it["qid"]: H.ranking_to_run([str(i) for i in range(len(it["chunks"]))], bm25_scores(
+        it["query"], [f"{t}\n{x}" if t else x for t, x in it["chunks"]])) for it in kept}
+    w1 = shipped.config.weight_for(2)
     tests = H.paired_tests(qrels, runs, f"w={w0}", "ndcg@10")
+    against_shipped = H.paired_tests(qrels, runs, f"w={w1}", "ndcg@10")
     for name, run in runs.items():
         mean, _ = H.evaluate(qrels, run, ["ndcg@10"])
-        t = tests.get(name)
-        vs = "" if t is None else f"  against the default {w0}: {-t['mean_diff']:+.3f} ({H.format_p(t['p'])})"
+        vs = "".join(f"  against w={w}: {-t['mean_diff']:+.3f} ({H.format_p(t['p'])}, "
+                     + "{2}/{1}/{0} better/level/worse)".format(*t["wins_ties_losses"])
+                     for w, t in ((w0, tests.get(name)), (w1, against_shipped.get(name))) if t is not None)
         print(f"{name}  nDCG@10 {mean['ndcg@10']:.3f} ({mean['ndcg@10']:.5f}){vs}")
 
 
